@@ -1,0 +1,130 @@
+"""Input checks at the public boundary.
+
+Every check raises ``ValueError`` (or ``KeyError`` for unknown names) with a message
+that names the argument and says what was expected, so that nothing fails deep
+inside torch with an opaque message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "as_tensor",
+    "check_binary",
+    "check_choice",
+    "check_labels",
+    "check_positive",
+    "check_probability",
+    "unknown_key",
+]
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+
+def unknown_key(kind: str, name: Any, valid: Iterable[Any]) -> KeyError:
+    """A ``KeyError`` for an unknown name that lists the valid ones."""
+    valid = sorted(map(str, valid))
+    shown = ", ".join(valid[:40]) + (", ..." if len(valid) > 40 else "")
+    return KeyError(f"unknown {kind} {name!r}; valid {kind}s: {shown}")
+
+
+def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``options``, else raise ``ValueError``."""
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {list(options)}, got {value!r}")
+    return value
+
+
+def check_positive(name: str, value: Any, *, strict: bool = True, integer: bool = False) -> Any:
+    """Return ``value`` if it is a (strictly) positive number, else raise ``ValueError``."""
+    kind = "integer" if integer else "number"
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    if isinstance(value, bool) or not ok_type or not np.isfinite(value):
+        raise ValueError(f"{name}: expected a positive {kind}, got {value!r}")
+    if value < 0 or (strict and value == 0):
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(f"{name}: expected a {kind} {bound}, got {value!r}")
+    return value
+
+
+def check_probability(name: str, value: Any) -> float:
+    """Return ``value`` if it lies in [0, 1], else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value <= 1:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def as_tensor(
+    x: Any,
+    name: str = "x",
+    *,
+    dtype: torch.dtype = torch.float32,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    device: torch.device | str | None = None,
+    allow_nan: bool = False,
+) -> torch.Tensor:
+    """Convert array-like ``x`` to a tensor and check it.
+
+    Arguments:
+        x: array-like (tensor, NumPy array, pandas object or nested lists).
+        name: the argument's name, used in error messages.
+        dtype: the tensor's dtype after conversion.
+        ndim: the allowed number(s) of dimensions.
+        shape: the expected trailing shape; ``None`` entries match any size.
+        device: where the tensor goes.
+        allow_nan: whether NaN/inf are allowed.
+
+    Example:
+        >>> as_tensor([[0.0, 1.0]], "x", ndim=2).shape
+        torch.Size([1, 2])
+    """
+    if hasattr(x, "to_numpy") and not isinstance(x, torch.Tensor):
+        x = x.to_numpy()
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{name}: expected an array-like of numbers, got {type(x).__name__}") from exc
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"{name}: expected numeric data, got dtype {arr.dtype}")
+        t = torch.as_tensor(arr)
+    if t.dtype.is_complex:
+        raise ValueError(f"{name}: expected real numbers, got dtype {t.dtype}")
+    if dtype.is_floating_point is False and t.is_floating_point():
+        if not torch.all(torch.isfinite(t)) or not torch.equal(t, t.round()):
+            raise ValueError(f"{name}: expected integer values, got non-integer numbers")
+    t = t.to(dtype=dtype, device=device)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.dim() not in allowed:
+            raise ValueError(f"{name}: expected {' or '.join(map(str, allowed))} dimensions, got shape {tuple(t.shape)}")
+    if shape is not None:
+        tail = tuple(t.shape[-len(shape):]) if len(shape) else ()
+        if t.dim() < len(shape) or any(s is not None and s != g for s, g in zip(shape, tail)):
+            want = "(..., " + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name}: expected shape {want}, got {tuple(t.shape)}")
+    if t.is_floating_point() and not allow_nan and not torch.all(torch.isfinite(t)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return t
+
+
+def check_binary(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Raise ``ValueError`` unless every entry of ``x`` is 0 or 1."""
+    if not torch.all((x == 0) | (x == 1)):
+        raise ValueError(f"{name}: expected binary values in {{0, 1}} (binarize first, e.g. x > 0.5)")
+    return x
+
+
+def check_labels(y: Any, num_classes: int, name: str = "y", *, length: int | None = None) -> torch.Tensor:
+    """Convert labels to a long tensor and check they lie in ``[0, num_classes)``."""
+    t = as_tensor(y, name, dtype=torch.long, ndim=1)
+    if length is not None and len(t) != length:
+        raise ValueError(f"{name}: expected {length} labels, got {len(t)}")
+    if len(t) and (t.min() < 0 or t.max() >= num_classes):
+        raise ValueError(f"{name}: expected labels in [0, {num_classes - 1}], got range [{int(t.min())}, {int(t.max())}]")
+    return t

@@ -1,0 +1,57 @@
+"""Adversarial training: alternate critic and generator updates.
+
+A family provides ``critic_loss(*batch)``, ``generator_loss(*batch)``,
+``critic_parameters()`` and ``generator_parameters()``; optionally
+``after_generator_step()`` (for EMA weights) and ``validation_loss(*batch)``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fit_adversarial"]
+
+from typing import Any
+
+from ..core.base import Model
+from .loop import make_optimizer, train
+from .options import parse_options
+
+_REQUIRED = ("critic_loss", "generator_loss", "critic_parameters", "generator_parameters")
+
+
+def fit_adversarial(model: Model, data: Any, **options: Any):
+    """Extra options: ``n_critic`` (critic steps per generator step), ``critic_lr``, ``betas``."""
+    missing = [name for name in _REQUIRED if not hasattr(model, name)]
+    if missing:
+        raise ValueError(f"inference: {type(model).__name__} cannot be trained adversarially (it lacks {missing})")
+    opts = parse_options("adversarial", options, extra={"n_critic": 1, "critic_lr": None, "betas": (0.5, 0.999)},
+                         defaults={"lr": 2e-4})
+    tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
+    val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
+    model.to(opts.device)
+    betas = tuple(opts.extra["betas"])
+    opt_g = make_optimizer(model.generator_parameters(), opts, betas=betas)
+    opt_c = make_optimizer(model.critic_parameters(), opts, lr=opts.extra["critic_lr"] or opts.lr, betas=betas)
+    n_critic = int(opts.extra["n_critic"])
+    pending: list = []
+
+    def step_fn(batch, step):
+        pending.append(batch)
+        opt_c.zero_grad(set_to_none=True)
+        critic = model.critic_loss(*batch)
+        critic.backward()
+        opt_c.step()
+        record = {"critic_loss": float(critic.detach())}
+        if len(pending) >= n_critic:
+            pending.clear()
+            opt_g.zero_grad(set_to_none=True)
+            gen = model.generator_loss(*batch)
+            gen.backward()
+            opt_g.step()
+            if hasattr(model, "after_generator_step"):
+                model.after_generator_step()
+            record["generator_loss"] = float(gen.detach())
+            record["loss"] = record["generator_loss"]
+        return record
+
+    eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
+    return train(model, tensors, opts, engine="adversarial", step_fn=step_fn, eval_fn=eval_fn, val_tensors=val)

@@ -1,0 +1,143 @@
+"""The training loop shared by the gradient engines.
+
+Minibatches, optimizer, progress bar, history, validation with early stopping,
+callbacks and checkpoints live here once; an engine supplies only a ``loss_fn``
+(a differentiable loss for one minibatch) or a ``step_fn`` (a whole custom step,
+for engines with several optimizers).
+"""
+
+from __future__ import annotations
+
+__all__ = ["train", "make_optimizer", "iterate_minibatches"]
+
+import copy
+import math
+import time
+from typing import Callable, Iterator, Sequence
+
+import pandas as pd
+import torch
+
+from ..core.progress import progress_bar
+from ..core.random import seeded
+from ..core.result import FitResult
+from .options import FitOptions
+
+
+def make_optimizer(params, opts: FitOptions, lr: float | None = None, betas: tuple[float, float] | None = None):
+    """A torch optimizer named by ``opts.optimizer``."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("fit: the model has no trainable parameters")
+    lr = opts.lr if lr is None else lr
+    kw = {"lr": lr, "weight_decay": opts.weight_decay}
+    if opts.optimizer in ("adam", "clipped_adam"):
+        return torch.optim.Adam(params, **kw, **({"betas": betas} if betas else {}))
+    if opts.optimizer == "adamw":
+        return torch.optim.AdamW(params, **kw, **({"betas": betas} if betas else {}))
+    return torch.optim.SGD(params, momentum=0.9, **kw)
+
+
+def iterate_minibatches(tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator) -> Iterator[tuple]:
+    """Endless shuffled minibatches (one reshuffle per epoch)."""
+    n = len(tensors[0])
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size].to(tensors[0].device)
+            yield tuple(t[idx] for t in tensors)
+
+
+def train(
+    model: torch.nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    opts: FitOptions,
+    *,
+    engine: str,
+    loss_fn: Callable[[tuple], torch.Tensor] | None = None,
+    step_fn: Callable[[tuple, int], dict] | None = None,
+    eval_fn: Callable[[tuple], float] | None = None,
+    val_tensors: tuple[torch.Tensor, ...] | None = None,
+    default_steps: int = 1000,
+    parameters: Callable[[], Sequence[torch.nn.Parameter]] | None = None,
+    warmup: Callable[[tuple], None] | None = None,
+) -> FitResult:
+    """Run the loop and return a ``FitResult``.
+
+    Exactly one of ``loss_fn`` (returns a scalar to minimise; the loop owns the
+    optimizer) and ``step_fn`` (does its own update, returns a dict of floats) is given.
+    """
+    if (loss_fn is None) == (step_fn is None):
+        raise TypeError("train: give exactly one of loss_fn and step_fn")
+    n = len(tensors[0])
+    batch_size = min(opts.batch_size or min(n, 256), n)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = opts.steps or (opts.epochs * steps_per_epoch if opts.epochs else default_steps)
+    eval_every = opts.eval_every or (steps_per_epoch if opts.epochs else max(1, total // 20))
+    start = time.perf_counter()
+    records: list[dict] = []
+    best = (math.inf, None, -1)
+    evaluations_since_best = 0
+    stopped_early = False
+    with seeded(opts.seed):
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
+        batches = iterate_minibatches(tensors, batch_size, generator)
+        optimizer = None
+        if loss_fn is not None:
+            first = next(batches)
+            if warmup is not None:
+                warmup(first)  # lets lazily-built parameters exist before the optimizer sees them
+            optimizer = make_optimizer(parameters() if parameters else model.parameters(), opts)
+            pending = [first]
+        else:
+            pending = []
+        model.train()
+        bar = progress_bar(range(total), enabled=opts.progress, desc=f"{type(model).__name__} [{engine}]")
+        for step in bar:
+            batch = pending.pop() if pending else next(batches)
+            if loss_fn is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"fit: the loss became {loss.item()} at step {step}; try a smaller lr")
+                loss.backward()
+                if opts.clip_norm is not None or opts.optimizer == "clipped_adam":
+                    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                                   opts.clip_norm or 10.0)
+                optimizer.step()
+                record = {"step": step, "loss": float(loss.detach())}
+            else:
+                record = {"step": step, **step_fn(batch, step)}
+            record["epoch"] = step // steps_per_epoch
+            is_eval = eval_fn is not None and val_tensors is not None and ((step + 1) % eval_every == 0 or step + 1 == total)
+            if is_eval:
+                model.eval()
+                with torch.no_grad():
+                    record["val_loss"] = float(eval_fn(val_tensors))
+                model.train()
+                if record["val_loss"] < best[0]:
+                    best = (record["val_loss"], copy.deepcopy(model.state_dict()), step)
+                    evaluations_since_best = 0
+                else:
+                    evaluations_since_best += 1
+            if opts.checkpoint is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
+                from ..core.io import save
+
+                save(model, opts.checkpoint)
+            records.append(record)
+            if step % max(1, total // 100) == 0:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "val_loss")})
+            if any(cb(step, record, model) for cb in opts.callbacks):
+                break
+            if opts.patience is not None and evaluations_since_best >= opts.patience:
+                stopped_early = True
+                break
+        bar.close()
+    if opts.patience is not None and best[1] is not None:
+        model.load_state_dict(best[1])
+    model.eval()
+    info = {"batch_size": batch_size, "steps": len(records), "stopped_early": stopped_early}
+    if best[1] is not None:
+        info.update(best_val_loss=best[0], best_step=best[2])
+    return FitResult(model=model, engine=engine, history=pd.DataFrame.from_records(records),
+                     wall_time=time.perf_counter() - start, device=str(opts.device), info=info)

@@ -1,0 +1,102 @@
+"""Markov chain Monte Carlo through ``pyro.infer.MCMC``.
+
+Two uses share the name:
+
+* posterior inference: NUTS (or HMC, or the family's own ``mcmc_kernel()``) over
+  the latent sites of ``model.model``; several chains, returned as
+  ``arviz.InferenceData`` with sample statistics;
+* MCMC-based learning for energy models: when the family defines
+  ``mcmc_step(batch, step) -> dict`` (contrastive divergence and the like), the
+  shared training loop runs it.
+
+Chains run one after the other in this process, each from its own seed: Pyro's
+multi-chain mode forks worker processes, which is slow on two cores and breaks
+in notebooks; sequential chains give the same draws on any machine.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fit_mcmc"]
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pyro.infer import HMC, MCMC, NUTS
+
+from ..core.base import Model
+from ..core.checks import check_positive
+from ..core.random import seeded
+from ..core.result import FitResult
+from .loop import train
+from .options import parse_options
+
+
+def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
+    """Extra options (posterior inference): ``num_samples``, ``warmup_steps``,
+    ``num_chains``, ``kernel`` ("nuts" or "hmc"), ``target_accept``, ``max_tree_depth``.
+    """
+    if hasattr(model, "mcmc_step"):
+        opts = parse_options("mcmc", options)
+        tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
+        val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
+        model.to(opts.device)
+        eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
+        return train(model, tensors, opts, engine="mcmc", step_fn=model.mcmc_step, eval_fn=eval_fn, val_tensors=val)
+
+    opts = parse_options("mcmc", options, extra={"num_samples": 500, "warmup_steps": None, "num_chains": 2,
+                                                 "kernel": "nuts", "target_accept": 0.8, "max_tree_depth": 10})
+    ex = opts.extra
+    for name in ("num_samples", "num_chains"):
+        check_positive(name, ex[name], integer=True)
+    warmup = ex["num_samples"] if ex["warmup_steps"] is None else check_positive("warmup_steps", ex["warmup_steps"], strict=False, integer=True)
+    tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
+    model.to(opts.device)
+    start = time.perf_counter()
+    chains: list[dict[str, torch.Tensor]] = []
+    diverging: list[np.ndarray] = []
+    base_seed = 0 if opts.seed is None else opts.seed
+    for chain in range(ex["num_chains"]):
+        kernel = _kernel(model, ex)
+        sampler = MCMC(kernel, num_samples=ex["num_samples"], warmup_steps=warmup,
+                       disable_progbar=not opts.progress)
+        with seeded(base_seed + chain), model.data_size(len(tensors[0])):
+            sampler.run(*tensors)
+        chains.append({k: v.detach().cpu() for k, v in sampler.get_samples().items()})
+        diag = sampler.diagnostics().get("divergences", {})
+        flags = np.zeros(ex["num_samples"], dtype=bool)
+        for idx in diag.get("chain 0", []):
+            flags[int(idx)] = True
+        diverging.append(flags)
+    samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0]}
+    if hasattr(model, "set_posterior_samples"):
+        model.set_posterior_samples({k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()})
+    inference_data = _to_arviz(samples, np.stack(diverging))
+    history = pd.DataFrame({"chain": np.repeat(np.arange(ex["num_chains"]), ex["num_samples"]),
+                            "draw": np.tile(np.arange(ex["num_samples"]), ex["num_chains"]),
+                            "diverging": np.concatenate(diverging)})
+    return FitResult(model=model, engine="mcmc", history=history, wall_time=time.perf_counter() - start,
+                     device=str(opts.device), inference_data=inference_data,
+                     info={"num_chains": ex["num_chains"], "num_samples": ex["num_samples"], "warmup_steps": warmup,
+                           "divergences": int(np.sum(diverging))})
+
+
+def _kernel(model: Model, ex: dict):
+    if hasattr(model, "mcmc_kernel"):
+        return model.mcmc_kernel()
+    kw = {"max_plate_nesting": getattr(model, "max_plate_nesting", None)}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if ex["kernel"] == "nuts":
+        return NUTS(model.model, target_accept_prob=ex["target_accept"], max_tree_depth=ex["max_tree_depth"], **kw)
+    if ex["kernel"] == "hmc":
+        return HMC(model.model, target_accept_prob=ex["target_accept"], **kw)
+    raise ValueError(f"kernel: expected 'nuts' or 'hmc', got {ex['kernel']!r}")
+
+
+def _to_arviz(samples: dict[str, torch.Tensor], diverging: np.ndarray):
+    import arviz as az
+
+    posterior = {k: v.numpy() for k, v in samples.items()}
+    return az.from_dict(posterior=posterior, sample_stats={"diverging": diverging})

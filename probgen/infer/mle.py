@@ -1,0 +1,36 @@
+"""Maximum likelihood by gradient descent on a family's training loss.
+
+The loss is ``model.training_loss(*batch)``, which defaults to the negative mean
+``log_prob``; families with no likelihood (autoencoders) define a reconstruction
+loss there instead.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fit_mle", "training_loss"]
+
+from typing import Any
+
+import torch
+
+from ..core.base import Model
+from .loop import train
+from .options import parse_options
+
+
+def training_loss(model: Model, *batch: torch.Tensor) -> torch.Tensor:
+    custom = getattr(model, "training_loss", None)
+    if custom is not None:
+        return custom(*batch)
+    return -model.log_prob(*batch).mean()
+
+
+def fit_mle(model: Model, data: Any, **options: Any):
+    """Minimise the family's training loss (negative log-likelihood by default)."""
+    opts = parse_options("mle", options)
+    tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
+    val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
+    model.to(opts.device)
+    loss = lambda batch: training_loss(model, *batch)  # noqa: E731
+    return train(model, tensors, opts, engine="mle", loss_fn=loss, eval_fn=lambda b: float(loss(b)),
+                 val_tensors=val, warmup=lambda b: loss(b))

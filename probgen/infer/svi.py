@@ -1,0 +1,94 @@
+"""Stochastic variational inference for any Pyro model/guide pair.
+
+The ELBO comes from Pyro (``Trace_ELBO``, ``TraceEnum_ELBO``, ``TraceMeanField_ELBO``
+and their JIT versions, through ``differentiable_loss``); the update is a plain
+torch optimizer over the module's parameters. That keeps every parameter inside
+the ``torch.nn.Module`` (no global param store), so a model saves with its
+``state_dict`` and trains unchanged under DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fit_svi", "guide_posterior"]
+
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+from ..core.base import Model
+from .loop import train
+from .options import parse_options
+
+_ELBOS = {
+    ("elbo", False): pyro.infer.Trace_ELBO,
+    ("elbo", True): pyro.infer.JitTrace_ELBO,
+    ("meanfield", False): pyro.infer.TraceMeanField_ELBO,
+    ("meanfield", True): pyro.infer.JitTraceMeanField_ELBO,
+    ("enum", False): pyro.infer.TraceEnum_ELBO,
+    ("enum", True): pyro.infer.JitTraceEnum_ELBO,
+}
+
+
+def make_elbo(loss: str = "elbo", jit: bool = False, num_particles: int = 1, max_plate_nesting: int | None = None):
+    if (loss, bool(jit)) not in _ELBOS:
+        raise ValueError(f"loss: expected 'elbo', 'meanfield' or 'enum', got {loss!r}")
+    kw: dict[str, Any] = {"num_particles": num_particles, "vectorize_particles": num_particles > 1}
+    if max_plate_nesting is not None:
+        kw["max_plate_nesting"] = max_plate_nesting
+    if jit:
+        kw["ignore_jit_warnings"] = True
+    return _ELBOS[(loss, bool(jit))](**kw)
+
+
+def fit_svi(model: Model, data: Any, **options: Any):
+    """Fit ``model.model`` / ``model.guide`` by maximising the ELBO.
+
+    Extra options: ``loss`` ("elbo", "meanfield" or "enum"), ``jit`` (bool),
+    ``num_particles``. The recorded loss is the negative ELBO per example.
+    """
+    opts = parse_options("svi", options, extra={"loss": "elbo", "jit": False, "num_particles": 1})
+    tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
+    val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
+    model.to(opts.device)
+    elbo = make_elbo(opts.extra["loss"], opts.extra["jit"], opts.extra["num_particles"],
+                     getattr(model, "max_plate_nesting", None))
+    n = len(tensors[0])
+
+    def loss_fn(batch):
+        with model.data_size(n):
+            return elbo.differentiable_loss(model.model, model.guide, *batch) / n
+
+    def eval_fn(batch):
+        with model.data_size(len(batch[0])):
+            return float(elbo.differentiable_loss(model.model, model.guide, *batch)) / len(batch[0])
+
+    result = train(model, tensors, opts, engine="svi", loss_fn=loss_fn, eval_fn=eval_fn, val_tensors=val,
+                   warmup=lambda b: loss_fn(b))
+    result.posterior_fn = lambda num_samples: guide_posterior(model, tensors, num_samples, opts.seed)
+    return result
+
+
+def guide_posterior(model: Model, tensors: tuple, num_samples: int, seed: int | None = None):
+    """Draws of the global latent sites from the guide, as ``arviz.InferenceData``."""
+    import arviz as az
+
+    from ..core.random import seeded
+
+    draws: dict[str, list] = {}
+    with seeded(seed), torch.no_grad(), model.data_size(len(tensors[0])):
+        for _ in range(num_samples):
+            trace = poutine.trace(model.guide).get_trace(*tensors)
+            for name, site in trace.nodes.items():
+                if site["type"] == "sample" and not site["is_observed"] and not site["cond_indep_stack"]:
+                    draws.setdefault(name, []).append(site["value"].detach().cpu().numpy())
+    if not draws:
+        raise ValueError("to_arviz: the guide has no global latent sites to summarise")
+    # The draws are independent, so splitting them into 4 "chains" is legitimate and
+    # lets ArviZ compute r_hat (which should then be about 1).
+    chains = 4 if num_samples >= 16 else 1
+    keep = num_samples - num_samples % chains
+    posterior = {k: np.stack(v)[:keep].reshape(chains, keep // chains, *np.shape(v[0])) for k, v in draws.items()}
+    return az.from_dict(posterior=posterior)

@@ -1,0 +1,5 @@
+"""Networks shared by the families."""
+
+from .mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,117 @@
+"""Pictures people would rather look at than numbers: curves, sample grids, densities, networks.
+
+Every function draws on a matplotlib ``Axes`` (a new figure when ``ax`` is None)
+and returns it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["training_curves", "sample_grid", "density_2d", "scatter_2d", "draw_network", "save_figure"]
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def _axes(ax=None, figsize=(5, 4)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def training_curves(history, ax=None, columns: Sequence[str] | None = None, title: str | None = None):
+    """Loss (and validation loss) against step from a ``FitResult.history``."""
+    ax = _axes(ax)
+    x = history["step"] if "step" in history else np.arange(len(history))
+    columns = columns or [c for c in history.columns if c.endswith("loss")]
+    for column in columns:
+        series = history[column]
+        mask = series.notna()
+        ax.plot(np.asarray(x)[mask], series[mask], label=column, marker="o" if mask.sum() < 30 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title)
+    if columns:
+        ax.legend()
+    return ax
+
+
+def sample_grid(images: Any, nrow: int = 8, ax=None, title: str | None = None, cmap: str = "gray"):
+    """Images ``(n, 1, H, W)`` or ``(n, H, W)`` tiled in a grid."""
+    x = torch.as_tensor(images).detach().float().cpu()
+    if x.dim() == 4:
+        x = x[:, 0]
+    n, h, w = x.shape
+    ncol = min(nrow, n)
+    rows = int(np.ceil(n / ncol))
+    canvas = np.ones((rows * (h + 1) + 1, ncol * (w + 1) + 1)) * float(x.max() if n else 1)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = x[i].numpy()
+    ax = _axes(ax, figsize=(ncol * 0.6 + 1, rows * 0.6 + 1))
+    ax.imshow(canvas, cmap=cmap, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def density_2d(log_prob: Callable[[torch.Tensor], torch.Tensor], bounds=(-3, 3, -3, 3), resolution: int = 200,
+               ax=None, title: str | None = None):
+    """The density ``exp(log_prob)`` of a 2-D model on a grid."""
+    x0, x1, y0, y1 = bounds
+    xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2), dtype=torch.float32)
+    with torch.no_grad():
+        density = log_prob(grid).exp().reshape(resolution, resolution).cpu().numpy()
+    ax = _axes(ax)
+    ax.imshow(density, origin="lower", extent=bounds, cmap="viridis", aspect="auto")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def scatter_2d(points: Any, ax=None, title: str | None = None, s: float = 2, **kwargs):
+    """A scatter plot of 2-D points."""
+    p = torch.as_tensor(points).detach().cpu().numpy()
+    ax = _axes(ax)
+    ax.scatter(p[:, 0], p[:, 1], s=s, **kwargs)
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def draw_network(graph, node_color: Any = None, ax=None, title: str | None = None, layout: str = "spring",
+                 cmap: str = "viridis", with_labels: bool = False, seed: int = 0, **kwargs):
+    """A networkx graph (or a pgmpy DAG), nodes coloured by ``node_color``."""
+    import networkx as nx
+
+    g = nx.DiGraph(graph.edges()) if not isinstance(graph, nx.Graph) else graph
+    if not isinstance(graph, nx.Graph):
+        g.add_nodes_from(graph.nodes())
+    pos = nx.spring_layout(g, seed=seed) if layout == "spring" else getattr(nx, f"{layout}_layout")(g)
+    ax = _axes(ax, figsize=(6, 5))
+    nx.draw_networkx(g, pos=pos, ax=ax, node_color=node_color if node_color is not None else "#8ab",
+                     cmap=cmap, with_labels=with_labels, node_size=kwargs.pop("node_size", 120), **kwargs)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def save_figure(ax_or_fig, path: str | os.PathLike) -> str:
+    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig = getattr(ax_or_fig, "figure", ax_or_fig)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
