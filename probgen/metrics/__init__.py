@@ -1,0 +1,26 @@
+"""Quality control of generated data: fidelity, diversity, mode collapse, memorization, bias.
+
+Each metric family lives in its own module and is imported on first use;
+``probgen.evaluate`` (``probgen.metrics.report.evaluate``) runs a set of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+# public name -> module in this package
+_NAMES = {
+    "modes_covered": "modes",
+    "evaluate": "report",
+    "Report": "report",
+}
+
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str):
+    module = _NAMES.get(name)
+    if module is not None and importlib.util.find_spec(f"{__name__}.{module}") is not None:
+        return getattr(importlib.import_module(f".{module}", __name__), name)
+    raise AttributeError(f"module 'probgen.metrics' has no attribute {name!r}")
