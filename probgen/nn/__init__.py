@@ -1,5 +1,6 @@
 """Networks shared by the families."""
 
+from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLP
 
-__all__ = ["MLP"]
+__all__ = ["ConvEncoder", "ConvDecoder", "MLP"]
