@@ -44,8 +44,8 @@ def check_positive(name: str, value: Any, *, strict: bool = True, integer: bool 
     if isinstance(value, bool) or not ok_type or not np.isfinite(value):
         raise ValueError(f"{name}: expected a positive {kind}, got {value!r}")
     if value < 0 or (strict and value == 0):
-        bound = "> 0" if strict else ">= 0"
-        raise ValueError(f"{name}: expected a {kind} {bound}, got {value!r}")
+        what = f"positive {kind}" if strict else f"non-negative {kind}"
+        raise ValueError(f"{name}: expected a {what}, got {value!r}")
     return value
 
 

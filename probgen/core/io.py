@@ -86,8 +86,7 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> M
     raw = path.read_bytes()
     meta = _read_metadata(raw, path)
     cls = family_class(meta["family"])
-    config = json.loads(meta["config"])
-    state = json.loads(meta["state"])
+    config, state = (_parse_json(meta[key], key, path) for key in ("config", "state"))
     model = cls.from_config(config)
     model.set_state_json(state)
     tensors = _load_tensors(raw)
@@ -124,6 +123,13 @@ def _read_metadata(raw: bytes, path: Path) -> dict:
         if not isinstance(meta.get(key), str):
             raise ValueError(f"{refusal}: metadata lacks {key!r}")
     return meta
+
+
+def _parse_json(text: str, key: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a probgen model file: its {key!r} metadata is not valid JSON ({exc})") from exc
 
 
 def _to_json(value: Any, what: str, model: Model) -> str:

@@ -134,3 +134,27 @@ class BayesianLinearRegression(Model, PyroModule):
         y = x @ torch.tensor([1.0, -2.0]) + 0.5 + 0.1 * torch.randn(40, generator=g)
         return ContractCase(cls(n_features=2), (x, y), {"steps": 30, "lr": 0.05},
                             sample_kwargs={"x": x[:3]}, log_prob_data=(x[:5], y[:5]))
+
+    @classmethod
+    def tour(cls, out_dir, progress: bool = False) -> str:
+        """Fit by SVI on synthetic data, draw the posterior predictive band."""
+        import os
+
+        from .. import plot
+
+        g = torch.Generator().manual_seed(0)
+        x = torch.linspace(-2, 2, 80)[:, None]
+        y = 1.5 * x[:, 0] - 0.3 + 0.4 * torch.randn(80, generator=g)
+        model = cls(n_features=1)
+        result = model.fit((x, y), steps=400, lr=0.05, progress=progress, seed=0)
+        grid = torch.linspace(-2.5, 2.5, 60)[:, None]
+        draws = model.sample(300, seed=0, x=grid)
+        ax = plot.scatter_2d(torch.cat([x, y[:, None]], 1), title="Bayesian linear regression (SVI)", s=8)
+        lo, mid, hi = (draws.quantile(q, dim=0) for q in (0.05, 0.5, 0.95))
+        ax.plot(grid[:, 0], mid, color="C1")
+        ax.fill_between(grid[:, 0].numpy(), lo.numpy(), hi.numpy(), color="C1", alpha=0.3, label="90% predictive")
+        ax.legend()
+        path = plot.save_figure(ax, os.path.join(out_dir, "linear_regression.png"))
+        w = float(model.guide_loc_weight[0])
+        return f"SVI {len(result.history)} steps, slope {w:.2f} (true 1.5) -> {path}"
+
