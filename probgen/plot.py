@@ -115,3 +115,43 @@ def save_figure(ax_or_fig, path: str | os.PathLike) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+# ----------------------------------------------------- latent-variable models
+__all__ += ["latent_interpolation", "latent_scatter"]
+
+
+def latent_interpolation(model, start: Any, end: Any, steps: int = 8, ax=None, title: str | None = None, **condition):
+    """Decode codes on the straight line between ``encode(start)`` and ``encode(end)``.
+
+    ``start``/``end`` are batches of the same size (one row of the grid each); any
+    model with ``encode``/``decode`` works. Extra keywords (e.g. ``y=`` for a
+    conditional VAE) go to ``decode``.
+    """
+    za, zb = model.encode(start), model.encode(end)
+    t = torch.linspace(0, 1, steps, device=za.device)[None, :, None]
+    z = (za[:, None] * (1 - t) + zb[:, None] * t).reshape(-1, za.shape[-1])
+    images = model.decode(z, **condition)
+    return sample_grid(images, nrow=steps, ax=ax, title=title or "latent interpolation")
+
+
+def latent_scatter(model, x: Any, labels: Any = None, ax=None, title: str | None = None, s: float = 4, **encode_kw):
+    """The codes of ``x`` in 2-D (their first two principal components when the code is larger), coloured by label."""
+    z = torch.as_tensor(model.encode(x, **encode_kw)).detach().float().cpu()
+    projected = z.shape[1] > 2
+    if projected:
+        centred = z - z.mean(0)
+        _, _, v = torch.pca_lowrank(centred, q=2, center=False)
+        z = centred @ v[:, :2]
+    elif z.shape[1] == 1:
+        z = torch.cat([z, torch.zeros_like(z)], 1)
+    ax = _axes(ax)
+    c = None if labels is None else torch.as_tensor(labels).cpu().numpy()
+    points = ax.scatter(z[:, 0].numpy(), z[:, 1].numpy(), c=c, s=s, cmap="tab10" if c is not None else None)
+    if c is not None and len(np.unique(c)) <= 20:
+        ax.legend(*points.legend_elements(), loc="best", fontsize="x-small", markerscale=0.7)
+    ax.set_xlabel("PC 1 of the codes" if projected else "code 1")
+    ax.set_ylabel("PC 2 of the codes" if projected else "code 2")
+    if title:
+        ax.set_title(title)
+    return ax
