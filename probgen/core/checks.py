@@ -27,7 +27,7 @@ def unknown_key(kind: str, name: Any, valid: Iterable[Any]) -> KeyError:
     """A ``KeyError`` for an unknown name that lists the valid ones."""
     valid = sorted(map(str, valid))
     shown = ", ".join(valid[:40]) + (", ..." if len(valid) > 40 else "")
-    return KeyError(f"unknown {kind} {name!r}; valid {kind}s: {shown}")
+    return KeyError(f"unknown {kind} {name!r}; valid names: {shown}")
 
 
 def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:

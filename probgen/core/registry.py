@@ -21,6 +21,10 @@ def family_class(name: str) -> type:
     from .checks import unknown_key
 
     if name not in _FAMILIES:
+        from .. import models  # importing the family modules registers them
+
+        models._import_all()
+    if name not in _FAMILIES:
         raise unknown_key("family", name, _FAMILIES)
     return _FAMILIES[name]
 

@@ -7,7 +7,7 @@ generic engine here runs on its Pyro program or its loss.
 
 from __future__ import annotations
 
-__all__ = ["run", "available", "FitOptions", "parse_options", "train"]
+__all__ = ["run", "available", "FitOptions", "parse_options", "train", "map_shards"]
 
 import time
 from typing import Any, Callable
@@ -16,6 +16,7 @@ from ..core.base import Model
 from ..core.checks import unknown_key
 from ..core.result import FitResult
 from .adversarial import fit_adversarial
+from .distributed import fit_distributed, map_shards, world
 from .exact import fit_exact
 from .loop import train
 from .mcmc import fit_mcmc
@@ -59,9 +60,7 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
     own = getattr(model, f"_fit_{name}", None)
     if own is None and name not in ENGINES:
         raise unknown_key("inference engine", name, available(model))
-    if options.get("distributed"):
-        from ..scale import fit_distributed
-
+    if options.get("distributed") and not world().active:
         return fit_distributed(model, data, inference=name, **options)
     start = time.perf_counter()
     result = own(data, **options) if own is not None else ENGINES[name](model, data, **options)

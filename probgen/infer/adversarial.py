@@ -12,7 +12,7 @@ __all__ = ["fit_adversarial"]
 from typing import Any
 
 from ..core.base import Model
-from .loop import make_optimizer, train
+from .loop import make_optimizer, synchronize_gradients, train
 from .options import parse_options
 
 _REQUIRED = ("critic_loss", "generator_loss", "critic_parameters", "generator_parameters")
@@ -31,6 +31,9 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
     betas = tuple(opts.extra["betas"])
     opt_g = make_optimizer(model.generator_parameters(), opts, betas=betas)
     opt_c = make_optimizer(model.critic_parameters(), opts, lr=opts.extra["critic_lr"] or opts.lr, betas=betas)
+    if opts.distributed:
+        synchronize_gradients(opt_g)
+        synchronize_gradients(opt_c)
     n_critic = int(opts.extra["n_critic"])
     pending: list = []
 

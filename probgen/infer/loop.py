@@ -8,7 +8,7 @@ for engines with several optimizers).
 
 from __future__ import annotations
 
-__all__ = ["train", "make_optimizer", "iterate_minibatches"]
+__all__ = ["train", "make_optimizer", "iterate_minibatches", "synchronize_gradients"]
 
 import copy
 import math
@@ -21,6 +21,7 @@ import torch
 from ..core.progress import progress_bar
 from ..core.random import seeded
 from ..core.result import FitResult
+from .distributed import DistributedContext, shard_batch, world
 from .options import FitOptions
 
 
@@ -38,13 +39,22 @@ def make_optimizer(params, opts: FitOptions, lr: float | None = None, betas: tup
     return torch.optim.SGD(params, momentum=0.9, **kw)
 
 
-def iterate_minibatches(tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator) -> Iterator[tuple]:
-    """Endless shuffled minibatches (one reshuffle per epoch)."""
+def iterate_minibatches(tensors: Sequence[torch.Tensor], batch_size: int, generator: torch.Generator,
+                        ctx: DistributedContext | None = None) -> Iterator[tuple]:
+    """Endless shuffled minibatches (one reshuffle per epoch).
+
+    In a process group every process draws the same permutation and keeps its
+    share of each global batch (see ``probgen.infer.distributed``).
+    """
     n = len(tensors[0])
+    ctx = ctx or DistributedContext()
     while True:
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size].to(tensors[0].device)
+            idx = shard_batch(order[start:start + batch_size], ctx)
+            if len(idx) == 0:
+                continue  # a last partial batch smaller than the number of processes
+            idx = idx.to(tensors[0].device)
             yield tuple(t[idx] for t in tensors)
 
 
@@ -70,7 +80,11 @@ def train(
     if (loss_fn is None) == (step_fn is None):
         raise TypeError("train: give exactly one of loss_fn and step_fn")
     n = len(tensors[0])
+    ctx = world() if opts.distributed else DistributedContext()
     batch_size = min(opts.batch_size or min(n, 256), n)
+    if ctx.active and batch_size % ctx.size:
+        raise ValueError(f"batch_size: with {ctx.size} processes the global batch size must be a multiple of "
+                         f"{ctx.size}, got {batch_size}")
     steps_per_epoch = math.ceil(n / batch_size)
     total = opts.steps or (opts.epochs * steps_per_epoch if opts.epochs else default_steps)
     eval_every = opts.eval_every or (steps_per_epoch if opts.epochs else max(1, total // 20))
@@ -81,23 +95,29 @@ def train(
     stopped_early = False
     with seeded(opts.seed):
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
-        batches = iterate_minibatches(tensors, batch_size, generator)
+        batches = iterate_minibatches(tensors, batch_size, generator, ctx)
         optimizer = None
+        compute_loss = loss_fn
         if loss_fn is not None:
             first = next(batches)
             if warmup is not None:
                 warmup(first)  # lets lazily-built parameters exist before the optimizer sees them
             optimizer = make_optimizer(parameters() if parameters else model.parameters(), opts)
             pending = [first]
+            if ctx.active:
+                compute_loss = _data_parallel(model, loss_fn)
         else:
             pending = []
+            if ctx.active:
+                _broadcast_state(model)
         model.train()
-        bar = progress_bar(range(total), enabled=opts.progress, desc=f"{type(model).__name__} [{engine}]")
+        main = ctx.rank == 0
+        bar = progress_bar(range(total), enabled=opts.progress and main, desc=f"{type(model).__name__} [{engine}]")
         for step in bar:
             batch = pending.pop() if pending else next(batches)
             if loss_fn is not None:
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(batch)
+                loss = compute_loss(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"fit: the loss became {loss.item()} at step {step}; try a smaller lr")
                 loss.backward()
@@ -108,6 +128,8 @@ def train(
                 record = {"step": step, "loss": float(loss.detach())}
             else:
                 record = {"step": step, **step_fn(batch, step)}
+            if ctx.active:
+                record = _average_record(record)
             record["epoch"] = step // steps_per_epoch
             is_eval = eval_fn is not None and val_tensors is not None and ((step + 1) % eval_every == 0 or step + 1 == total)
             if is_eval:
@@ -120,7 +142,7 @@ def train(
                     evaluations_since_best = 0
                 else:
                     evaluations_since_best += 1
-            if opts.checkpoint is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
+            if main and opts.checkpoint is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
                 from ..core.io import save
 
                 save(model, opts.checkpoint)
@@ -137,7 +159,74 @@ def train(
         model.load_state_dict(best[1])
     model.eval()
     info = {"batch_size": batch_size, "steps": len(records), "stopped_early": stopped_early}
+    if ctx.active:
+        info.update(processes=ctx.size, rank=ctx.rank)
     if best[1] is not None:
         info.update(best_val_loss=best[0], best_step=best[2])
     return FitResult(model=model, engine=engine, history=pd.DataFrame.from_records(records),
                      wall_time=time.perf_counter() - start, device=str(opts.device), info=info)
+
+
+class _LossModule(torch.nn.Module):
+    """Holds the model so that DistributedDataParallel sees its parameters and the
+    loss is computed in ``forward`` (DDP's gradient hooks need the forward call)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[tuple], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self._loss_fn = loss_fn
+
+    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self._loss_fn(batch)
+
+
+def _data_parallel(model: torch.nn.Module, loss_fn: Callable[[tuple], torch.Tensor]) -> Callable[[tuple], torch.Tensor]:
+    """Wrap the loss in DistributedDataParallel: rank 0's weights are broadcast at
+    construction and gradients are averaged across processes in ``backward``."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(_LossModule(model, loss_fn), find_unused_parameters=True)
+    return lambda batch: ddp(*batch)
+
+
+def _broadcast_state(model: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def _average_record(record: dict) -> dict:
+    """The mean of each logged number over the processes (so rank 0 logs global figures)."""
+    import torch.distributed as dist
+
+    keys = [k for k, v in record.items() if k != "step" and isinstance(v, float)]
+    if not keys:
+        return record
+    values = torch.tensor([record[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    values /= dist.get_world_size()
+    return {**record, **dict(zip(keys, values.tolist()))}
+
+
+def synchronize_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """In a process group, average gradients across processes before each ``optimizer.step()``.
+
+    For engines with several optimizers (adversarial, contrastive divergence), where
+    one DistributedDataParallel wrapper per loss would not fit; the effect on the
+    update is the same as DDP's averaging.
+    """
+    import torch.distributed as dist
+
+    def average(opt, args, kwargs):
+        size = dist.get_world_size()
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= size
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        optimizer.register_step_pre_hook(average)
+
