@@ -14,6 +14,27 @@ _NAMES = {
     "modes_covered": "modes",
     "evaluate": "report",
     "Report": "report",
+    "compare": "report",
+    # features.py: the cached digit CNN, probgen's stand-in for Inception features
+    "image_features": "features",
+    "digit_classifier": "features",
+    # distances.py
+    "frechet_distance": "distances",
+    "mmd": "distances",
+    "detection_auc": "distances",
+    "marginal_distances": "distances",
+    "correlation_difference": "distances",
+    # fidelity.py
+    "precision_recall": "fidelity",
+    "alpha_precision_beta_recall": "fidelity",
+    # memorization.py
+    "distance_to_closest_record": "memorization",
+    "nn_distance_ratio": "memorization",
+    "membership_inference_auc": "memorization",
+    "log_prob_gap": "memorization",
+    # bias.py
+    "attribute_gap": "bias",
+    "quality_vs_size": "bias",
 }
 
 __all__ = list(_NAMES)

@@ -1,0 +1,92 @@
+"""Shared input handling of the metrics: arrays in, checked, embedded in a feature space."""
+
+from __future__ import annotations
+
+__all__ = ["as_samples", "embed_pair", "embed_sets", "check_count", "subsample", "standardize"]
+
+from typing import Any, Callable  # noqa: F401
+
+import numpy as np
+import torch
+
+from ..core.checks import as_tensor
+
+
+def as_samples(x: Any, metric: str, name: str) -> torch.Tensor:
+    """Samples as a float tensor with a leading sample axis (Dataset, DataFrame, array, tensor)."""
+    if hasattr(x, "x") and hasattr(x, "y") and isinstance(getattr(x, "x"), torch.Tensor):  # probgen Dataset
+        x = x.x
+    if hasattr(x, "select_dtypes"):  # DataFrame: numeric columns; categorical ones are one-hot coded
+        import pandas as pd
+
+        x = pd.get_dummies(x, dtype=float) if len(x.select_dtypes(exclude="number").columns) else x
+    t = as_tensor(x, f"{metric}: {name}", dtype=torch.float64)
+    if t.dim() == 0:
+        raise ValueError(f"{metric}: {name} must hold samples along its first axis, got a scalar")
+    if t.dim() == 1:
+        t = t[:, None]
+    return t
+
+
+def check_count(t: torch.Tensor, minimum: int, metric: str, name: str) -> None:
+    if len(t) < minimum:
+        raise ValueError(f"{metric}: needs at least {minimum} samples in {name}, got {len(t)}")
+
+
+def subsample(t: torch.Tensor, max_samples: int | None, seed: int) -> torch.Tensor:
+    """At most ``max_samples`` rows, drawn without replacement with ``seed``."""
+    if max_samples is None or len(t) <= max_samples:
+        return t
+    g = torch.Generator().manual_seed(seed)
+    return t[torch.randperm(len(t), generator=g)[:max_samples]]
+
+
+def embed_pair(real: Any, fake: Any, metric: str, features: Any = None, *, minimum: int = 2,
+               names: tuple[str, str] = ("real", "fake")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check ``real`` and ``fake`` and map both to a feature space (float64, 2-D).
+
+    ``features``: ``None`` (images of 3 or 4 dimensions go through
+    ``image_features``; tables and points are standardized by ``real``'s columns),
+    ``"raw"`` (as given, flattened), or a callable applied to both.
+    """
+    r, f = embed_sets([real, fake], list(names), metric, features, minimum=minimum)
+    return r, f
+
+
+def embed_sets(sets: list, names: list[str], metric: str, features: Any = None, *,
+               minimum: int = 2) -> list[torch.Tensor]:
+    """``embed_pair`` for any number of sets; the first is the reference for standardizing."""
+    ts = [as_samples(s, metric, n) for s, n in zip(sets, names)]
+    for t, n in zip(ts[1:], names[1:]):
+        if t.shape[1:] != ts[0].shape[1:]:
+            raise ValueError(f"{metric}: {names[0]} and {n} differ in dimensions: "
+                             f"{tuple(ts[0].shape[1:])} vs {tuple(t.shape[1:])} per sample")
+    for t, n in zip(ts, names):
+        check_count(t, minimum, metric, n)
+    if callable(features):
+        out = [as_tensor(features(t.float()), f"{metric}: features({n})", dtype=torch.float64) for t, n in zip(ts, names)]
+        return [o.reshape(len(o), -1) for o in out]
+    if features == "raw":
+        return [t.reshape(len(t), -1) for t in ts]
+    if features is not None:
+        raise ValueError(f"{metric}: features must be None, 'raw' or a callable, got {features!r}")
+    if ts[0].dim() >= 3:
+        from .features import image_features
+
+        return [image_features(t.float()).double() for t in ts]
+    return list(standardize(*[t.reshape(len(t), -1) for t in ts]))
+
+
+def standardize(r: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Centre and scale every tensor by ``r``'s column means and standard deviations."""
+    mu = r.mean(0)
+    sd = r.std(0) if len(r) > 1 else torch.ones_like(mu)
+    sd = torch.where(sd > 1e-12, sd, torch.ones_like(sd))
+    return tuple((t - mu) / sd for t in (r, *others))
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+Featurizer = Callable[[torch.Tensor], Any]
