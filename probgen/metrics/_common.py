@@ -90,3 +90,36 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 Featurizer = Callable[[torch.Tensor], Any]
+
+
+def pairwise_blocks(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048):
+    """Yield ``(start, D)`` with ``D`` the Euclidean distances of ``a[start:start+chunk]`` to all of ``b``.
+
+    Hand-written rather than sklearn's NearestNeighbors: the fidelity metrics need
+    several reductions of the same distance block (any / count / min along either
+    axis), and one pass over blocks computes all of them with bounded memory.
+    """
+    bb = (b * b).sum(1)[None, :]
+    for start in range(0, len(a), chunk):
+        blk = a[start:start + chunk]
+        d2 = (blk * blk).sum(1)[:, None] + bb - 2 * blk @ b.T
+        yield start, d2.clamp_(min=0).sqrt_()
+
+
+def knn_distances(a: torch.Tensor, b: torch.Tensor | None = None, k: int = 1, chunk: int = 2048
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances and indices of the ``k`` nearest rows of ``b`` for each row of ``a``.
+
+    With ``b=None`` the neighbours come from ``a`` itself, excluding each row's own index.
+    """
+    self_ref = b is None
+    b = a if self_ref else b
+    dists, idxs = [], []
+    for start, d in pairwise_blocks(a, b, chunk):
+        if self_ref:
+            rows = torch.arange(len(d))
+            d[rows, rows + start] = float("inf")
+        v, i = torch.topk(d, k, dim=1, largest=False)
+        dists.append(v)
+        idxs.append(i)
+    return torch.cat(dists), torch.cat(idxs)
