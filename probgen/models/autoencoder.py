@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive, check_probability
+from ..core.random import seeded
 from ..infer.mle import fit_mle
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.mlp import MLP, activation
@@ -78,9 +79,10 @@ class Decoder(nn.Module):
             self.net = ConvDecoder(latent_dim + num_classes, data_shape)
 
     def forward(self, z: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
+        lead = z.shape[:-1]  # (batch,) or (particles, batch) under Pyro's vectorised particles
         if onehot is not None:
-            z = torch.cat([z, onehot], -1)
-        return self.net(z).reshape(len(z), *self.data_shape)
+            z = torch.cat([z, onehot.expand(*lead, onehot.shape[-1])], -1)
+        return self.net(z.reshape(-1, z.shape[-1])).reshape(*lead, *self.data_shape)
 
 
 # ---------------------------------------------------------- shared plumbing
@@ -149,6 +151,12 @@ class _CodecMixin:
 
     def _check_values(self, t: torch.Tensor, name: str) -> None:
         pass
+
+    def fit(self, data: Any, *, inference: str | None = None, **options: Any):
+        if not self.built:  # build the networks from the data under the fit's seed
+            with seeded(options.get("seed")):
+                self.prepare_data(data)
+        return super().fit(data, inference=inference, **options)
 
 
 def _in_unit_interval(t: torch.Tensor, name: str, hint: str) -> None:
