@@ -1,0 +1,409 @@
+"""Compiled variable-elimination plans for discrete Bayesian networks, batched over evidence rows.
+
+A plan is compiled once per (targets, observed variables, interventions) pattern:
+barren nodes are pruned (only ancestors of the targets and the evidence matter), the
+factors are those CPTs, evidence is absorbed by indexing (so factors touching evidence
+get a leading row dimension), factor components that do not reach the targets
+(d-separated given the evidence) are dropped, and a greedy min-weight / min-fill
+elimination order is fixed. Executing a plan runs one ``torch.einsum`` per eliminated
+variable; steps that touch no evidence are computed once and cached. The result for a
+row depends on that row only, so rows may be split across processes freely.
+
+We hand-write this (rather than calling pgmpy's ``VariableElimination`` per row)
+because pgmpy answers one query at a time in Python; here one plan serves thousands
+of rows in a few tensor operations.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NetSpec", "Plan", "compile_plan", "run_plan", "run_max_plan", "batched_query", "ZeroEvidenceError"]
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+class ZeroEvidenceError(ValueError):
+    """Evidence of probability zero under the network; ``rows`` lists the offending rows."""
+
+    def __init__(self, message: str, rows: Sequence[int] = ()):
+        super().__init__(message)
+        self.rows = list(rows)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """The structure a plan needs: cardinalities and parents (by index), topologically ordered."""
+
+    cards: tuple[int, ...]
+    parents: tuple[tuple[int, ...], ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.cards)
+
+
+@dataclass
+class _Factor:
+    var: int                      # the CPT's own variable
+    perm: tuple[int, ...]         # permutation of the CPT axes: fixed axes first, then free
+    fixed_pos: tuple[int, ...]    # positions in Plan.fixed of the fixed axes
+    strides: tuple[int, ...]      # strides to flatten the fixed values
+    free: tuple[int, ...]         # free variables (remaining axes, in order)
+
+
+@dataclass
+class Plan:
+    """A compiled elimination plan (see the module docstring)."""
+
+    targets: tuple[int, ...]
+    fixed: tuple[int, ...]
+    factors: list[_Factor]
+    steps: list[tuple[tuple[int, ...], tuple[int, ...], int | None]]  # (operands, out vars, eliminated var)
+    scopes: list[tuple[int, ...]]   # scope of every factor id (inputs, then step outputs)
+    batched: list[bool]
+    max_row_elems: int
+    cache: dict = field(default_factory=dict)
+
+
+def _ancestral(spec: NetSpec, parents: Sequence[Sequence[int]], seeds: set[int]) -> set[int]:
+    seen, stack = set(seeds), list(seeds)
+    while stack:
+        v = stack.pop()
+        for p in parents[v]:
+            if p not in seen:
+                seen.add(p)
+                stack.append(p)
+    return seen
+
+
+def compile_plan(spec: NetSpec, targets: Sequence[int], observed: Sequence[int], do: Sequence[int] = (),
+                 keep_all: bool = False, batch_weight: int = 4) -> Plan:
+    """Compile the plan for ``P(targets | observed, do(do))``.
+
+    Arguments:
+        spec: the network structure.
+        targets: free variables wanted in the output (in this order).
+        observed: evidence variables (their values come per row at run time).
+        do: intervened variables (their values come per row too, as fixed columns).
+        keep_all: keep every factor (needed for the evidence probability and for MAP);
+            otherwise components not connected to the targets are dropped.
+    """
+    targets = tuple(targets)
+    do_set = set(do)
+    parents = [() if v in do_set else spec.parents[v] for v in range(spec.n)]
+    fixed_set = set(observed) | do_set
+    seeds = set(targets) | set(observed)
+    relevant = _ancestral(spec, parents, seeds) if not keep_all else set(range(spec.n))
+    scopes_full = {v: tuple(parents[v]) + (v,) for v in sorted(relevant) if v not in do_set}
+    free_of = {v: tuple(u for u in s if u not in fixed_set) for v, s in scopes_full.items()}
+    if not keep_all:
+        # keep only the factors in the connected component(s) of the targets
+        adj: dict[int, set[int]] = {}
+        for v, free in free_of.items():
+            for a in free:
+                adj.setdefault(a, set()).update(free)
+        comp, stack = set(targets), list(targets)
+        while stack:
+            a = stack.pop()
+            for b in adj.get(a, ()):
+                if b not in comp:
+                    comp.add(b)
+                    stack.append(b)
+        keep = [v for v, free in free_of.items() if (free and free[0] in comp) or not free]
+    else:
+        keep = list(free_of)
+    fixed_used = sorted({u for v in keep for u in scopes_full[v] if u in fixed_set})
+    fpos = {u: i for i, u in enumerate(fixed_used)}
+    factors = []
+    for v in keep:
+        scope = scopes_full[v]
+        fixed_axes = [i for i, u in enumerate(scope) if u in fixed_set]
+        free_axes = [i for i, u in enumerate(scope) if u not in fixed_set]
+        cards = [spec.cards[scope[i]] for i in fixed_axes]
+        strides = [int(np.prod(cards[j + 1:])) for j in range(len(cards))]
+        factors.append(_Factor(v, tuple(fixed_axes + free_axes), tuple(fpos[scope[i]] for i in fixed_axes),
+                               tuple(strides), tuple(scope[i] for i in free_axes)))
+    scopes = [f.free for f in factors]
+    batched = [bool(f.fixed_pos) for f in factors]
+    # greedy elimination: min resulting factor size, ties by fill-in
+    live = list(range(len(factors)))
+    to_elim = sorted({u for s in scopes for u in s} - set(targets))
+    steps = []
+    max_elems = max([1] + [int(np.prod([spec.cards[u] for u in s])) for s in scopes])
+    max_batched = 1
+    while to_elim:
+        best = None
+        for x in to_elim:
+            ops = [i for i in live if x in scopes[i]]
+            union = set().union(*(scopes[i] for i in ops)) - {x}
+            size = math.prod(spec.cards[u] for u in union)
+            # a factor with a row dimension costs once per row: weigh it by a typical chunk
+            cost = size * (batch_weight if any(batched[i] for i in ops) else 1)
+            if best is None or cost < best[0]:
+                best = (cost, x, ops, union, size)
+        _, x, ops, union, weight = best
+        if any(batched[i] for i in ops):
+            max_batched = max(max_batched, weight * spec.cards[x])
+        to_elim.remove(x)
+        out = tuple(sorted(union))
+        steps.append((tuple(ops), out, x))
+        scopes.append(out)
+        batched.append(any(batched[i] for i in ops))
+        live = [i for i in live if i not in ops] + [len(scopes) - 1]
+        max_elems = max(max_elems, weight * spec.cards[x])
+    max_elems = max_batched
+    # final product over the targets
+    steps.append((tuple(live), targets, None))
+    scopes.append(targets)
+    batched.append(any(batched[i] for i in live))
+    return Plan(targets, tuple(fixed_used), factors, steps, scopes, batched, max_elems)
+
+
+def _factor_tensor(plan: Plan, k: int, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor | None) -> torch.Tensor:
+    f = plan.factors[k]
+    key = ("factor", k)
+    base = plan.cache.get(key)
+    if base is None:
+        t = cpts[f.var].permute(f.perm)
+        nfix = len(f.fixed_pos)
+        base = t.reshape((-1,) + tuple(t.shape[nfix:])) if nfix else t
+        plan.cache[key] = base
+    if not f.fixed_pos:
+        return base
+    idx = fixed_vals[:, list(f.fixed_pos)]
+    flat = (idx * torch.tensor(f.strides, device=idx.device)).sum(1) if len(f.strides) > 1 else idx[:, 0]
+    return base.index_select(0, flat)
+
+
+def _contract(plan: Plan, operands: list, out: tuple[int, ...], any_b: bool, dtype, device) -> torch.Tensor:
+    """Product of ``operands`` (tensor, scope, batched) summed down to ``out``, two at a time.
+
+    Pairwise on purpose: ``torch.einsum`` with more operands asks opt_einsum for a
+    contraction path on every call, which costs more than the arithmetic here.
+    """
+    if not operands:
+        return torch.ones((), dtype=dtype, device=device)
+    operands = sorted(operands, key=lambda o: o[0].numel())
+    keep_final = set(out)
+    acc, scope, b = operands[0]
+    scope = tuple(scope)
+    for k in range(1, len(operands) + 1):
+        rest = operands[k:]
+        later = set().union(*(set(o[1]) for o in rest[1:])) if len(rest) > 1 else set()
+        if rest:
+            t2, s2, b2 = rest[0]
+            new_scope = tuple(dict.fromkeys(scope + tuple(s2)))
+            new_scope = tuple(u for u in new_scope if u in keep_final or u in later)
+            sym = {u: i + 1 for i, u in enumerate(dict.fromkeys(scope + tuple(s2)))}
+            a_dims = ([0] if b else []) + [sym[u] for u in scope]
+            b_dims = ([0] if b2 else []) + [sym[u] for u in s2]
+            o_dims = ([0] if (b or b2) else []) + [sym[u] for u in new_scope]
+            acc = torch.einsum(acc, a_dims, t2, b_dims, o_dims)
+            scope, b = new_scope, b or b2
+        else:
+            new_scope = tuple(u for u in scope if u in keep_final)
+            sym = {u: i + 1 for i, u in enumerate(scope)}
+            if new_scope != scope:
+                acc = torch.einsum(acc, ([0] if b else []) + [sym[u] for u in scope],
+                                   ([0] if b else []) + [sym[u] for u in new_scope])
+                scope = new_scope
+    if scope != tuple(out):
+        perm = [scope.index(u) for u in out]
+        acc = acc.permute(([0] if b else []) + [p + (1 if b else 0) for p in perm])
+    return acc
+
+
+def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
+             rescale: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Execute ``plan`` for a chunk of rows.
+
+    Returns ``(table, log_scale)``: ``table`` has shape ``(B, *target cards)`` and
+    the unnormalised joint of targets and evidence is ``table * exp(log_scale)``.
+    """
+    B = fixed_vals.shape[0]
+    dtype = cpts[0].dtype
+    device = fixed_vals.device
+    log_scale = torch.zeros(B, dtype=dtype, device=device)
+    const_log = plan.cache.get("const_log", 0.0)
+    tensors: dict[int, torch.Tensor] = {}
+    nf = len(plan.factors)
+    for k in range(nf):
+        tensors[k] = _factor_tensor(plan, k, cpts, fixed_vals)
+    for j, (ops, out, _x) in enumerate(plan.steps):
+        sid = nf + j
+        if not plan.batched[sid] and ("step", sid) in plan.cache:
+            tensors[sid] = plan.cache[("step", sid)]
+            continue
+        any_b = plan.batched[sid]
+        res = _contract(plan, [(tensors[i], plan.scopes[i], plan.batched[i]) for i in ops], out, any_b, dtype, device)
+        if rescale and _x is not None:
+            if any_b:
+                m = res.amax(dim=tuple(range(1, res.dim()))) if res.dim() > 1 else res.clone()
+                m = torch.where(m > 0, m, torch.ones_like(m))
+                res = res / m.reshape((B,) + (1,) * (res.dim() - 1))
+                log_scale = log_scale + torch.log(m)
+            else:
+                m = res.max() if res.numel() else torch.ones((), dtype=dtype)
+                if m > 0:
+                    res = res / m
+                    const_log = const_log + float(torch.log(m))
+        if not any_b:
+            plan.cache[("step", sid)] = res
+            plan.cache["const_log"] = const_log if rescale else 0.0
+        tensors[sid] = res
+        for i in ops:  # free memory early
+            if i >= nf:
+                tensors.pop(i, None)
+    final = tensors[nf + len(plan.steps) - 1]
+    if not plan.batched[-1]:
+        final = final.expand((B,) + tuple(final.shape))
+    return final, log_scale + plan.cache.get("const_log", 0.0)
+
+
+def run_max_plan(plan: Plan, spec: NetSpec, cpts: Sequence[torch.Tensor],
+                 fixed_vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max-product version of ``run_plan`` with ``targets == ()`` and traceback.
+
+    Returns ``(assignment, log_max)``: the most probable values of every free variable
+    of the plan (columns in the order of ``free_vars(plan)``) and the log of the
+    maximal joint probability.
+    """
+    B = fixed_vals.shape[0]
+    dtype = cpts[0].dtype
+    nf = len(plan.factors)
+    log_scale = torch.zeros(B, dtype=dtype, device=fixed_vals.device)
+    tensors = {k: _factor_tensor(plan, k, cpts, fixed_vals) for k in range(nf)}
+    argmaxes = []
+    for j, (ops, out, x) in enumerate(plan.steps):
+        sid = nf + j
+        full = tuple(out) + ((x,) if x is not None else ())
+        prod = torch.ones((B,) + tuple(spec.cards[u] for u in full), dtype=dtype, device=fixed_vals.device)
+        for i in ops:
+            t = tensors[i] if (i >= nf or plan.batched[i]) else tensors[i].unsqueeze(0)
+            scope = plan.scopes[i]
+            order = sorted(range(len(scope)), key=lambda a: full.index(scope[a]))
+            t = t.permute([0] + [a + 1 for a in order])
+            shape = [t.shape[0]] + [spec.cards[u] if u in scope else 1 for u in full]
+            prod = prod * t.reshape(shape)
+        if x is not None:
+            res, arg = prod.max(-1)
+            argmaxes.append((x, out, arg))
+        else:
+            res = prod
+        m = res.reshape(B, -1).amax(1) if res.dim() > 1 else res.clone()
+        m = torch.where(m > 0, m, torch.ones_like(m))
+        res = res / m.reshape((B,) + (1,) * (res.dim() - 1))
+        log_scale = log_scale + torch.log(m)
+        tensors[sid] = res
+    final = tensors[nf + len(plan.steps) - 1]
+    log_max = log_scale + torch.log(final.reshape(B))
+    values: dict[int, torch.Tensor] = {}
+    rows = torch.arange(B, device=fixed_vals.device)
+    for x, out, arg in reversed(argmaxes):
+        idx = (rows,) + tuple(values[u] for u in out)
+        values[x] = arg[idx]
+    return values, log_max
+
+
+def _pattern_groups(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rows grouped by their observed-variable pattern: [(pattern bool vector, row indices)]."""
+    if len(mask) == 0:
+        return []
+    packed = np.packbits(mask, axis=1)
+    keys, inverse = np.unique(packed, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    groups = []
+    for g in range(len(keys)):
+        rows = order[bounds[g]:bounds[g + 1]]
+        groups.append((mask[rows[0]], rows))
+    return groups
+
+
+def batched_query(spec: NetSpec, cpts: Sequence[torch.Tensor], values: torch.Tensor, targets: Sequence[int],
+                  do: dict[int, int] | None = None, *, mode: str = "joint", chunk_size: int | None = None,
+                  memory_budget: float = 2.5e8, plan_cache: dict | None = None,
+                  progress: Callable | None = None) -> torch.Tensor:
+    """Exact answers for many evidence rows at once.
+
+    Arguments:
+        spec, cpts: the network (CPT of variable ``v`` has axes ``parents(v) + (v,)``).
+        values: long tensor ``(N, n_vars)``, the observed state per row, ``-1`` where
+            unobserved.
+        targets: the query variables.
+        do: interventions ``{var: state}`` applied to every row.
+        mode: ``"joint"`` (normalised joint of the targets, shape ``(N, *cards)``),
+            ``"unnormalised"`` (``(table, log_scale)``) or ``"evidence"`` (log
+            probability of each row's evidence, shape ``(N,)``).
+        chunk_size: rows per executed chunk (default: from ``memory_budget`` bytes).
+        plan_cache: dict keeping compiled plans between calls.
+        progress: callable ``progress(n_rows_done)`` for a progress bar.
+    """
+    do = dict(do or {})
+    plan_cache = {} if plan_cache is None else plan_cache
+    N = values.shape[0]
+    targets = tuple(targets)
+    tcards = tuple(spec.cards[t] for t in targets)
+    device = values.device
+    dtype = cpts[0].dtype
+    mask = (values >= 0).cpu().numpy()
+    out = torch.zeros((N,) + tcards, dtype=dtype, device=device)
+    logz = torch.zeros(N, dtype=dtype, device=device)
+    do_vars = tuple(sorted(do))
+    for pattern, rows in _pattern_groups(mask):
+        observed = tuple(int(v) for v in np.flatnonzero(pattern))
+        free_t = tuple(t for t in targets if not pattern[t])
+        keep_all = mode == "evidence"
+        key = (free_t, observed, do_vars, keep_all)
+        plan = plan_cache.get(key)
+        if plan is None:
+            plan = plan_cache[key] = compile_plan(spec, free_t, observed, do_vars, keep_all=keep_all)
+        rows_t = torch.as_tensor(rows, device=device)
+        sub = values.index_select(0, rows_t)
+        full = sub.clone()
+        for v, s in do.items():
+            full[:, v] = s
+        fixed_vals = full[:, list(plan.fixed)] if plan.fixed else torch.zeros((len(rows), 0), dtype=torch.long,
+                                                                              device=device)
+        # de-duplicate rows that agree on every variable the plan reads
+        if len(rows) > 1 and fixed_vals.shape[1]:
+            uniq, inverse = torch.unique(fixed_vals, dim=0, return_inverse=True)
+        else:
+            uniq, inverse = fixed_vals[:1], torch.zeros(len(rows), dtype=torch.long, device=device)
+        U = uniq.shape[0]
+        step = chunk_size or max(1, int(memory_budget // (8 * 4 * max(plan.max_row_elems, 1))))
+        tabs, scales = [], []
+        for a in range(0, U, step):
+            tab, ls = run_plan(plan, cpts, uniq[a:a + step])
+            tabs.append(tab)
+            scales.append(ls)
+        tab = torch.cat(tabs).index_select(0, inverse)
+        ls = torch.cat(scales).index_select(0, inverse)
+        # embed the free targets into the full target table (observed targets are one-hot)
+        if len(free_t) != len(targets):
+            full_tab = torch.zeros((len(rows),) + tcards, dtype=dtype, device=device)
+            perm_src = [targets.index(t) for t in free_t]
+            # assign through a view with the observed target axes first, the free ones last
+            view = full_tab.permute([0] + [1 + i for i, t in enumerate(targets) if pattern[t]]
+                                    + [1 + i for i in perm_src])
+            obs_idx = [sub[:, t] for t in targets if pattern[t]]
+            view[(torch.arange(len(rows), device=device), *obs_idx)] = tab
+            tab = full_tab
+        out[rows_t] = tab
+        logz[rows_t] = ls
+        if progress is not None:
+            progress(len(rows))
+    if mode == "unnormalised":
+        return out, logz
+    total = out.reshape(N, -1).sum(1)
+    if mode == "evidence":
+        return logz + torch.log(total)
+    bad = torch.nonzero(~(total > 0)).reshape(-1)
+    if len(bad):
+        raise ZeroEvidenceError("evidence has probability zero", bad.tolist())
+    return out / total.reshape((N,) + (1,) * len(tcards))
