@@ -57,14 +57,15 @@ def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, 
     count = torch.zeros(len(f), dtype=torch.float64)
     recalled = torch.zeros(len(r), dtype=torch.bool)
     nearest_fake = torch.full((len(r),), float("inf"), dtype=torch.float64)
-    for start, d in pairwise_blocks(f, r):  # d: (chunk of fake, real)
-        inside = d <= rad_r[None, :]
-        inside_any[start:start + len(d)] = inside.any(1)
-        count[start:start + len(d)] = inside.sum(1).double()
-        recalled |= (d <= rad_f[start:start + len(d), None]).any(0)
-        nearest_fake = torch.minimum(nearest_fake, d.min(0).values)
+    rad_r2, rad_f2 = rad_r.float().square(), rad_f.float().square()
+    for start, d2 in pairwise_blocks(f, r):  # squared distances: (chunk of fake, real)
+        inside = d2 <= rad_r2[None, :]
+        inside_any[start:start + len(d2)] = inside.any(1)
+        count[start:start + len(d2)] = inside.sum(1).double()
+        recalled |= (d2 <= rad_f2[start:start + len(d2), None]).any(0)
+        nearest_fake = torch.minimum(nearest_fake, d2.min(0).values.double())
     return {"precision": float(inside_any.double().mean()), "recall": float(recalled.double().mean()),
-            "density": float(count.mean() / k), "coverage": float((nearest_fake <= rad_r).double().mean())}
+            "density": float(count.mean() / k), "coverage": float((nearest_fake <= rad_r2.double()).double().mean())}
 
 
 def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, features: Any = None,

@@ -15,24 +15,86 @@ References:
 
 from __future__ import annotations
 
-__all__ = ["distance_to_closest_record", "nn_distance_ratio", "membership_inference_auc", "log_prob_gap"]
+__all__ = ["distance_to_closest_record", "nn_distance_ratio", "membership_inference_auc", "log_prob_gap",
+           "memorization_core"]
 
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._common import as_samples, check_count, embed_sets, knn_distances, subsample
+from ._common import as_samples, check_count, embed_sets, exact_distances, knn_distances, pairwise_blocks, subsample
 
 
-def _triple(fake, train, holdout, metric, features, seed, equalize=True):
+def _triple(fake, train, holdout, metric, features):
     if holdout is None:
         raise ValueError(f"{metric}: needs a holdout set (real data the model was not trained on)")
     tr, ho, fk = embed_sets([train, holdout, fake], ["train", "holdout", "fake"], metric, features, minimum=2)
-    if equalize:
-        size = min(len(tr), len(ho))
-        tr, ho = subsample(tr, size, seed), subsample(ho, size, seed + 1)
     return fk, tr, ho
+
+
+def _col_argmin(a: torch.Tensor, b: torch.Tensor, k_rows: int):
+    """One pass over ``a`` x ``b`` blocks: each row's ``k_rows`` nearest in ``b``, each column's nearest in ``a``."""
+    rows = []
+    best = torch.full((len(b),), float("inf"))
+    arg = torch.zeros(len(b), dtype=torch.long)
+    for start, d2 in pairwise_blocks(a, b):
+        rows.append(torch.topk(d2, k_rows, dim=1, largest=False).indices)
+        v, i = d2.min(0)
+        better = v < best
+        best = torch.where(better, v, best)
+        arg = torch.where(better, i + start, arg)
+    return torch.cat(rows), arg
+
+
+def memorization_core(fk: torch.Tensor, tr: torch.Tensor, ho: torch.Tensor, *, seed: int = 0,
+                      tolerance: float = 1e-6, reference: int = 2000) -> dict:
+    """All distance-based memorization statistics from three passes over distance blocks.
+
+    ``fk``, ``tr``, ``ho``: generated, training and holdout samples already in one
+    feature space. Train and holdout are subsampled to equal size for the
+    comparisons (closer-to-train, membership inference); copies and NNDR use all
+    training rows. Returns per-sample arrays (float64 numpy).
+    """
+    size = min(len(tr), len(ho))
+    g = torch.Generator().manual_seed(seed)
+    sub_tr = torch.randperm(len(tr), generator=g)[:size] if len(tr) > size else torch.arange(len(tr))
+    sub_ho = torch.randperm(len(ho), generator=g)[:size] if len(ho) > size else torch.arange(len(ho))
+    ho_s = ho[sub_ho]
+    # pass 1: generated vs all training rows
+    idx2, col_tr = _col_argmin(fk, tr, 2)
+    d2 = exact_distances(fk, tr, idx2)
+    d2, order = d2.sort(dim=1)
+    nearest_tr = idx2.gather(1, order)[:, 0]
+    # pass 2: generated vs holdout (equal size)
+    idx_h, col_ho = _col_argmin(fk, ho_s, 1)
+    dcr_ho = exact_distances(fk, ho_s, idx_h)[:, 0]
+    if len(sub_tr) == len(tr):
+        dcr_tr_eq = d2[:, 0]
+    else:  # nearest among the equal-size training subsample
+        dcr_tr_eq = knn_distances(fk, tr[sub_tr], 1)[0][:, 0]
+    member = exact_distances(tr[sub_tr], fk, col_tr[sub_tr][:, None])[:, 0]
+    non_member = exact_distances(ho_s, fk, col_ho[:, None])[:, 0]
+    # pass 3: what a fresh real sample's NNDR looks like
+    ref = subsample(ho, reference, seed + 7)
+    dref = knn_distances(ref, tr, 2)[0]
+    ratio = lambda d: (d[:, 0] / d[:, 1].clamp(min=1e-300)).numpy()  # noqa: E731
+    return {"dcr_train": dcr_tr_eq.numpy(), "dcr_holdout": dcr_ho.numpy(), "dcr_train_all": d2[:, 0].numpy(),
+            "nearest_train": nearest_tr.numpy(), "nndr": ratio(d2), "nndr_holdout": ratio(dref),
+            "mia_member": -member.numpy(), "mia_non_member": -non_member.numpy(), "tolerance": tolerance}
+
+
+def summarize(core: dict) -> dict:
+    """The scalar memorization metrics of ``memorization_core``'s arrays."""
+    d_tr, d_ho = core["dcr_train"], core["dcr_holdout"]
+    med_tr, med_ho = float(np.median(d_tr)), float(np.median(d_ho))
+    closer = (d_tr < d_ho) + 0.5 * (d_tr == d_ho)
+    return {"dcr_train": med_tr, "dcr_holdout": med_ho, "dcr_ratio": med_tr / med_ho if med_ho > 0 else float("nan"),
+            "closer_to_train": float(closer.mean()),
+            "exact_copies": float((core["dcr_train_all"] <= core["tolerance"]).mean()),
+            "nndr_median": float(np.median(core["nndr"])), "nndr_holdout_median": float(np.median(core["nndr_holdout"])),
+            "share_below_0.5": float((core["nndr"] < 0.5).mean()),
+            "auc_distance": _auc(core["mia_member"], core["mia_non_member"])}
 
 
 def distance_to_closest_record(fake: Any, train: Any, holdout: Any, *, features: Any = None, seed: int = 0,
@@ -43,7 +105,9 @@ def distance_to_closest_record(fake: Any, train: Any, holdout: Any, *, features:
     the median distances, their ratio (< 1: generated data hugs the training set),
     the share of generated samples closer to the training set than to the holdout
     (0.5 ideal, 1 = memorized) and the share that are copies of a training record
-    (distance ≤ ``tolerance``). Train is subsampled to the holdout's size.
+    (distance ≤ ``tolerance``, over all training rows). Train and holdout are
+    subsampled to equal size for the comparison: give a holdout as large as the
+    training set where you can.
 
     Example:
         >>> import torch
@@ -52,13 +116,9 @@ def distance_to_closest_record(fake: Any, train: Any, holdout: Any, *, features:
         >>> distance_to_closest_record(train[:100], train, holdout)["closer_to_train"]
         1.0
     """
-    fk, tr, ho = _triple(fake, train, holdout, "distance_to_closest_record", features, seed)
-    d_tr = knn_distances(fk, tr, 1)[0][:, 0]
-    d_ho = knn_distances(fk, ho, 1)[0][:, 0]
-    med_tr, med_ho = float(d_tr.median()), float(d_ho.median())
-    closer = (d_tr < d_ho).double() + 0.5 * (d_tr == d_ho).double()
-    return {"dcr_train": med_tr, "dcr_holdout": med_ho, "dcr_ratio": med_tr / med_ho if med_ho > 0 else float("nan"),
-            "closer_to_train": float(closer.mean()), "exact_copies": float((d_tr <= tolerance).double().mean())}
+    fk, tr, ho = _triple(fake, train, holdout, "distance_to_closest_record", features)
+    s = summarize(memorization_core(fk, tr, ho, seed=seed, tolerance=tolerance))
+    return {k: s[k] for k in ("dcr_train", "dcr_holdout", "dcr_ratio", "closer_to_train", "exact_copies")}
 
 
 def nn_distance_ratio(fake: Any, train: Any, holdout: Any | None = None, *, features: Any = None,
@@ -86,7 +146,7 @@ def nn_distance_ratio(fake: Any, train: Any, holdout: Any | None = None, *, feat
     out = {"nndr_median": float(ratio.median()), "nndr_holdout_median": float("nan"),
            "share_below_0.5": float((ratio < 0.5).double().mean())}
     if holdout is not None:
-        dh = knn_distances(embedded[2], tr, 2)[0]
+        dh = knn_distances(subsample(embedded[2], 2000, seed), tr, 2)[0]
         out["nndr_holdout_median"] = float((dh[:, 0] / dh[:, 1].clamp(min=1e-300)).median())
     return out
 
@@ -117,10 +177,9 @@ def membership_inference_auc(fake: Any, train: Any, holdout: Any, *, model: Any 
         >>> membership_inference_auc(train, train, holdout)["auc_distance"]
         1.0
     """
-    fk, tr, ho = _triple(fake, train, holdout, "membership_inference_auc", features, seed)
-    s_tr = -knn_distances(tr, fk, 1)[0][:, 0].numpy()
-    s_ho = -knn_distances(ho, fk, 1)[0][:, 0].numpy()
-    out = {"auc_distance": _auc(s_tr, s_ho), "auc_log_prob": float("nan")}
+    fk, tr, ho = _triple(fake, train, holdout, "membership_inference_auc", features)
+    core = memorization_core(fk, tr, ho, seed=seed)
+    out = {"auc_distance": _auc(core["mia_member"], core["mia_non_member"]), "auc_log_prob": float("nan")}
     if model is not None and _has_log_prob(model):
         gap = log_prob_gap(model, train, holdout, seed=seed)
         out["auc_log_prob"] = _auc(gap["_train_values"], gap["_holdout_values"])
