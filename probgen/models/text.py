@@ -44,12 +44,17 @@ def tokenize(text: str, level: str = "word") -> list[list[str]]:
     return [toks for toks in (_WORD.findall(d.lower()) for d in docs) if toks]
 
 
+def _is_mark(tok: str) -> bool:
+    return len(tok) == 1 and not tok.isalnum() and not tok.isspace()
+
+
 def _detokenize(tokens: Sequence[str], level: str) -> str:
     if level == "char":
         return "".join(tokens)
     out: list[str] = []
     for tok in tokens:
-        if out and tok not in _NO_SPACE_BEFORE and out[-1] not in _NO_SPACE_AFTER and out[-1] != "\n\n":
+        glued = _is_mark(tok) and _is_mark(out[-1]) if out else False  # ">>>", "__", "--" stay together
+        if out and not glued and tok != "\n\n" and tok not in _NO_SPACE_BEFORE and out[-1] not in _NO_SPACE_AFTER and out[-1] != "\n\n":
             out.append(" ")
         out.append(tok)
     return "".join(out)
