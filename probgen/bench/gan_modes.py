@@ -1,0 +1,93 @@
+"""Mode collapse on ring8 and grid25 (the PacGAN protocol): a plain GAN against probgen's best GAN.
+
+Protocol (Lin et al. 2018, Table 1): 2,500 samples per trained generator; a sample is
+high quality within 3 sigma of its nearest mode; a mode is covered when it gets at
+least one high-quality sample; reverse KL of the mode frequencies against uniform;
+mean over 5 seeds. Both GANs get the same nets, data, optimizer and number of steps.
+"""
+
+from __future__ import annotations
+
+__all__ = ["run", "CONFIGS", "train_and_measure", "FOURIER_PER_STD"]
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.random import resolve_device, seeded
+from ..datasets import load
+from ..metrics import modes_covered
+from .harness import Report
+
+#: name -> (constructor arguments, sampling arguments); same nets and budget for both
+CONFIGS = {
+    "plain GAN": (dict(latent_dim=2, hidden=(128, 128)), {}),
+    "probgen best": (dict(latent_dim=2, hidden=(128, 128), pack=4, loss="hinge", spectral_norm=True, ema=0.99,
+                          fourier=64), {}),
+}
+#: Fourier frequencies of the best critic, in radians per data standard deviation
+FOURIER_PER_STD = 8.5
+#: published figures (ANCHORS.md, PacGAN Table 1), for the notes
+PUBLISHED = {"ring8": {"GAN": (6.3, 98.2)}, "grid25": {"GAN": (17.3, 94.8), "PacGAN4": (24.8, 93.6)}}
+
+
+def train_and_measure(dataset: str, name: str, seed: int, *, steps: int, batch_size: int = 512, lr: float = 2e-3,
+                      n_data: int = 50_000, device="cpu") -> dict:
+    """Train one GAN of ``CONFIGS[name]`` on ``dataset`` and measure 2,500 samples."""
+    from ..models.gan import GAN
+
+    build, sample_kw = CONFIGS[name]
+    x = load(dataset, n=n_data, seed=1000 + seed).x
+    if build.get("fourier"):
+        build = {**build, "fourier_scale": FOURIER_PER_STD / float(x.std())}
+    with seeded(seed):
+        model = GAN(data_shape=(2,), **build)
+    start = time.perf_counter()
+    model.fit(x, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=False, device=device)
+    seconds = time.perf_counter() - start
+    rows = []
+    for label, kw in ((name, sample_kw), (f"{name}, temperature 0.5", {**sample_kw, "temperature": 0.5})):
+        result = modes_covered(model.sample(2500, seed=seed, **kw).cpu(), dataset=dataset)
+        rows.append({"dataset": dataset, "model": label, "seed": seed, "modes": result["modes"],
+                     "high_quality_%": 100 * result["high_quality"], "reverse_kl": result["reverse_kl"],
+                     "train_s": seconds})
+    return rows
+
+
+def run(quick: bool = False, device: str = "cpu") -> Report:
+    report = Report("gan-modes", "mode collapse on ring8 / grid25 (PacGAN protocol)")
+    dev = resolve_device(device)
+    seeds = [0] if quick else [0, 1, 2, 3, 4]
+    steps = {"ring8": 10 if quick else 800, "grid25": 10 if quick else 1000}
+    rows = []
+    for dataset in ("ring8", "grid25"):
+        for name in CONFIGS:
+            for seed in seeds:
+                rows.extend(train_and_measure(dataset, name, seed, steps=steps[dataset], device=dev,
+                                              n_data=2000 if quick else 50_000))
+    frame = pd.DataFrame(rows)
+    mean = frame.groupby(["dataset", "model"], sort=False)[["modes", "high_quality_%", "reverse_kl", "train_s"]].mean()
+    for dataset in ("ring8", "grid25"):
+        best, plain = mean.loc[(dataset, "probgen best")], mean.loc[(dataset, "plain GAN")]
+        k = 8 if dataset == "ring8" else 25
+        report.add(f"{dataset} ({len(seeds)} seeds)", "modes covered", best["modes"], plain["modes"],
+                   baseline_name="plain GAN, same budget", unit=f"of {k}", goal=f"{k}")
+        report.add(f"{dataset} ({len(seeds)} seeds)", "high quality", best["high_quality_%"], plain["high_quality_%"],
+                   baseline_name="plain GAN, same budget", unit="%", goal=">= 95" if dataset == "grid25" else "")
+        report.add(f"{dataset} ({len(seeds)} seeds)", "reverse KL", best["reverse_kl"], plain["reverse_kl"],
+                   baseline_name="plain GAN, same budget", unit="nats", goal="lower")
+        for pub, (modes, hq) in PUBLISHED[dataset].items():
+            report.add(f"{dataset} vs published {pub}", "modes covered", best["modes"], modes,
+                       baseline_name=f"{pub} (Lin et al. 2018, Table 1)", unit=f"of {k}")
+            report.add(f"{dataset} vs published {pub}", "high quality", best["high_quality_%"], hq,
+                       baseline_name=f"{pub} (Lin et al. 2018, Table 1)", unit="%")
+    report.table("mean over seeds", mean)
+    report.table("per seed", frame.set_index(["dataset", "model", "seed"]))
+    best_cfg, best_sample = CONFIGS["probgen best"]
+    report.note(f"probgen best = GAN({', '.join(f'{k}={v}' for k, v in best_cfg.items())}, "
+                f"fourier_scale={FOURIER_PER_STD}/std(data)); plain GAN = GAN(latent_dim=2, hidden=(128, 128)), non-saturating loss")
+    report.note(f"both: Adam lr 2e-3, batch 512, {steps['ring8']} steps on ring8 and {steps['grid25']} on grid25, "
+                "50,000 training points; published figures used far longer training (and a bigger net)")
+    return report

@@ -1,0 +1,465 @@
+"""Generative adversarial networks: the generator is a Pyro model, the discriminator its critic."""
+
+from __future__ import annotations
+
+__all__ = ["GAN", "ConditionalGAN", "critic_objective", "generator_objective", "gradient_penalty"]
+
+import copy
+import math
+from typing import Any, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch.nn import functional as F
+
+from ..core.base import ContractCase, Model
+from ..core.checks import as_tensor, check_choice, check_labels, check_positive
+from ..core.progress import progress_bar
+from ..core.random import seeded
+from ..nn.gan_nets import Critic, Generator
+from ..nn.mlp import MLP
+
+LOSSES = ("non_saturating", "hinge", "wgan_gp")
+_COMPONENT_DIM = 16
+
+
+# ------------------------------------------------------------------ objectives
+def critic_objective(loss: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The critic's loss for real and fake scores (without any gradient penalty).
+
+    Example:
+        >>> float(critic_objective("hinge", torch.tensor([2.0]), torch.tensor([-2.0])))
+        0.0
+    """
+    if loss == "non_saturating":
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    if loss == "hinge":
+        return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+    return d_fake.mean() - d_real.mean()
+
+
+def generator_objective(loss: str, d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss for the critic's scores of its samples."""
+    if loss == "non_saturating":
+        return F.softplus(-d_fake).mean()
+    return -d_fake.mean()
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *cond: Any) -> torch.Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017): (||grad critic(mix)|| - 1)^2 on random interpolates."""
+    n = min(len(real), len(fake))
+    real, fake = real[:n], fake[:n]
+    eps = torch.rand(n, *([1] * (real.dim() - 1)), device=real.device)
+    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    out = critic(mix, *cond)
+    (grad,) = torch.autograd.grad(out.sum(), mix, create_graph=True)
+    return ((grad.reshape(len(grad), -1).norm(dim=1) - 1) ** 2).mean()
+
+
+def _check_temperature(t: Any) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf:
+        raise ValueError(f"temperature: expected a positive number (1 = the trained prior), got {t!r}")
+    return float(t)
+
+
+def _data_tensor(data: Any, name: str) -> Any:
+    """Accept a probgen ``Dataset`` (its ``x``) as well as arrays."""
+    return data.x if hasattr(data, "x") and hasattr(data, "y") else data
+
+
+class GAN(Model):
+    r"""A generative adversarial network (Goodfellow et al. 2014) with the stabilisers that matter.
+
+    The generator is the Pyro program ``model(n)``: ``z ~ Normal(0, I)`` (site ``"z"``),
+    ``x = G(z)`` (deterministic site ``"x"``). The critic ``D`` scores examples; the
+    ``"adversarial"`` engine alternates critic and generator steps. A GAN has no
+    likelihood: ``log_prob`` raises ``NoLikelihoodError``; ``score(x)`` is the
+    f-AnoGAN anomaly score once ``fit_encoder`` has trained an encoder.
+
+    Arguments:
+        data_shape: shape of one example: ``(d,)`` for vectors (MLP nets) or
+            ``(C, H, W)`` for images (convolutional nets, outputs in [0, 1]).
+        latent_dim: size of z.
+        hidden: hidden sizes of the MLPs, or channels of the convolutional nets.
+        critic_hidden: the critic's (default: ``hidden``).
+        loss: ``"non_saturating"`` (Goodfellow), ``"hinge"`` (Lim & Ye) or
+            ``"wgan_gp"`` (Gulrajani et al.).
+        spectral_norm: spectral normalisation of every critic layer (Miyato et al. 2018).
+        pack: PacGAN packing degree (Lin et al. 2018): the critic judges ``pack``
+            examples jointly, which penalises mode collapse.
+        ema: decay of an exponential moving average of the generator weights used
+            for sampling (Yazıcı et al. 2019), or ``None``.
+        gp_weight: weight of the gradient penalty (``loss="wgan_gp"``).
+        r1_weight: weight of the R1 penalty on real data (Mescheder et al. 2018), 0 = off.
+        components: size of a discrete latent (site ``"component"``, uniform) whose
+            learned embedding joins z: a generator from a connected latent space
+            cannot put no mass between disconnected modes; a discrete latent can
+            (DeLiGAN, Gurumurthy et al. 2017; Khayatkhoei et al. 2018). 1 = off.
+        fourier, fourier_scale: random Fourier features of vector inputs for the critic
+            (``fourier`` frequencies drawn from ``N(0, fourier_scale^2)``, radians per
+            data unit): they let the critic see modes much sharper than its MLP resolves.
+        architecture: ``"auto"`` (convolutional nets for images of 16 pixels or more,
+            MLPs otherwise), ``"conv"`` or ``"mlp"``.
+
+    Example:
+        >>> import torch, probgen
+        >>> x = torch.randn(256, 2)
+        >>> gan = probgen.models.GAN(data_shape=(2,), hidden=(16,))
+        >>> _ = gan.fit(x, steps=5, progress=False, seed=0)
+        >>> gan.sample(3, seed=0).shape
+        torch.Size([3, 2])
+    """
+
+    family = "gan"
+    default_inference = "adversarial"
+    log_prob_kind = None
+    log_prob_alternative = "score(x) (f-AnoGAN, after fit_encoder) or probgen.metrics (frechet_distance, mmd)"
+
+    def __init__(self, data_shape: Sequence[int] = (2,), latent_dim: int = 8, hidden: Sequence[int] = (128, 128),
+                 critic_hidden: Sequence[int] | None = None, loss: str = "non_saturating",
+                 spectral_norm: bool = False, pack: int = 1, ema: float | None = None, gp_weight: float = 10.0,
+                 r1_weight: float = 0.0, components: int = 1, fourier: int = 0, fourier_scale: float = 1.0,
+                 architecture: str = "auto"):
+        super().__init__()
+        if isinstance(data_shape, int):
+            data_shape = (data_shape,)
+        self.data_shape = tuple(int(s) for s in data_shape)
+        if len(self.data_shape) not in (1, 3) or min(self.data_shape) < 1:
+            raise ValueError(f"data_shape: expected (d,) or (channels, height, width), got {tuple(data_shape)}")
+        check_positive("latent_dim", latent_dim, integer=True)
+        check_positive("pack", pack, integer=True)
+        check_positive("components", components, integer=True)
+        check_positive("gp_weight", gp_weight)
+        check_positive("r1_weight", r1_weight, strict=False)
+        self.loss = check_choice("loss", loss, LOSSES)
+        if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
+            raise ValueError(f"ema: expected a decay in (0, 1) or None, got {ema!r}")
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden: expected positive layer sizes, got {hidden}")
+        self.latent_dim, self.pack, self.ema = int(latent_dim), int(pack), ema
+        self.gp_weight, self.r1_weight = float(gp_weight), float(r1_weight)
+        self.is_image = len(self.data_shape) == 3
+        self.components = int(components)
+        cond_dim = self._cond_dim()
+        self.component_embedding = (torch.nn.Embedding(self.components, _COMPONENT_DIM)
+                                    if self.components > 1 else None)
+        self.generator = Generator(self.latent_dim, self.data_shape, hidden,
+                                   cond_dim + (_COMPONENT_DIM if self.components > 1 else 0),
+                                   out_act="sigmoid" if self.is_image else None, architecture=architecture)
+        self.critic = Critic(self.data_shape, tuple(critic_hidden or hidden), pack=self.pack, cond_dim=cond_dim,
+                             spectral_norm=spectral_norm, fourier=int(fourier), fourier_scale=float(fourier_scale),
+                             architecture=architecture)
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
+        self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
+        # f-AnoGAN encoder (izi_f), trained after the GAN by fit_encoder
+        self.encoder = MLP(math.prod(self.data_shape), self.latent_dim + (self.components if self.components > 1 else 0),
+                           hidden=hidden[::-1])
+        self.register_buffer("encoder_fitted", torch.zeros((), dtype=torch.bool))
+
+    # ------------------------------------------------------- conditioning hooks
+    def _cond_dim(self) -> int:
+        return 0
+
+    def _condition(self, *cond: torch.Tensor) -> tuple:
+        """Condition vectors of a batch (none for the unconditional GAN)."""
+        return ()
+
+    # ------------------------------------------------------------ Pyro program
+    def model(self, n: int = 1, *cond: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """The generator as a Pyro program: ``z ~ N(0, temperature^2 I)``, ``x = G(z)``."""
+        c = self._condition(*cond)
+        dev = self.device
+        with pyro.plate("data", n):
+            z = pyro.sample("z", dist.Normal(torch.zeros(self.latent_dim, device=dev), temperature).to_event(1))
+            k = None
+            if self.components > 1:
+                k = pyro.sample("component", dist.Categorical(torch.ones(self.components, device=dev)))
+            x = self._generate(self.sampling_generator, z, k, c)
+            return pyro.deterministic("x", x, event_dim=len(self.data_shape))
+
+    @property
+    def sampling_generator(self) -> Generator:
+        """The generator used for sampling: the EMA copy when ``ema`` is set."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    # ------------------------------------------------------------------- data
+    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
+        x = as_tensor(_data_tensor(data, name), name, ndim=1 + len(self.data_shape), shape=self.data_shape)
+        if len(x) < self.pack:
+            raise ValueError(f"{name}: expected at least pack={self.pack} examples, got {len(x)}")
+        return (x,)
+
+    # --------------------------------------------------------------- training
+    def critic_parameters(self):
+        return self.critic.parameters()
+
+    def generator_parameters(self):
+        """The generator's weights and the embeddings it reads (components, labels, text)."""
+        params = list(self.generator.parameters())
+        for name in ("component_embedding", "label_embedding", "text_encoder"):
+            module = getattr(self, name, None)
+            if module is not None:
+                params += list(module.parameters())
+        return params
+
+    def _generate(self, net: Generator, z: torch.Tensor, component: torch.Tensor | None, c: tuple) -> torch.Tensor:
+        """``net(z, [component embedding, conditions])``; ``component`` holds indices or soft weights."""
+        parts = list(c)
+        if self.components > 1:
+            if component is None:
+                component = torch.randint(self.components, (len(z),), device=z.device)
+            emb = (self.component_embedding(component) if component.dim() == 1
+                   else component @ self.component_embedding.weight)
+            parts.insert(0, emb)
+        return net(z, torch.cat(parts, 1)) if parts else net(z)
+
+    def _fake(self, n: int, c: tuple) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        return self._generate(self.generator, z, None, c)
+
+    def critic_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+        c = self._condition(*cond)
+        with torch.no_grad():
+            fake = self._fake(len(x), c)
+        if self.r1_weight:
+            x = x.detach().requires_grad_(True)
+        d_real = self.critic(x, *c)
+        loss = critic_objective(self.loss, d_real, self.critic(fake, *c))
+        if self.loss == "wgan_gp":
+            loss = loss + self.gp_weight * gradient_penalty(self.critic, x.detach(), fake, *c)
+        if self.r1_weight:
+            (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
+            loss = loss + 0.5 * self.r1_weight * grad.pow(2).reshape(len(grad), -1).sum(1).mean()
+        return loss
+
+    def generator_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+        c = self._condition(*cond)
+        self.critic.requires_grad_(False)  # no critic gradients from the generator step (saves time)
+        try:
+            return generator_objective(self.loss, self.critic(self._fake(len(x), c), *c))
+        finally:
+            self.critic.requires_grad_(True)
+
+    @torch.no_grad()
+    def after_generator_step(self) -> None:
+        """Update the EMA generator (with a warm-up: decay min(ema, (1+t)/(10+t)))."""
+        if self.generator_ema is None:
+            return
+        self.ema_steps += 1
+        t = float(self.ema_steps)
+        decay = min(self.ema, (1 + t) / (10 + t))
+        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
+
+    # ----------------------------------------------------------------- queries
+    def _sample(self, n: int, temperature: float = 1.0, **condition: Any) -> torch.Tensor:
+        """``temperature`` < 1 shrinks z towards 0 (the truncation trick, Brock et al. 2019):
+        fewer off-manifold samples, less variety within a mode."""
+        if condition:
+            raise ValueError(f"sample: unexpected condition {sorted(condition)}; the GAN is unconditional")
+        return self.model(n, temperature=_check_temperature(temperature))
+
+    def decode(self, z: Any, *cond: Any, component: Any = None) -> torch.Tensor:
+        """Generate from given latents ``z`` of shape ``(n, latent_dim)`` (and mixture ``component`` indices)."""
+        z = as_tensor(z, "z", ndim=2, shape=(self.latent_dim,), device=self.device)
+        if component is not None:
+            component = as_tensor(component, "component", dtype=torch.long, ndim=1, device=self.device)
+            if len(component) != len(z) or component.min() < 0 or component.max() >= self.components:
+                raise ValueError(f"component: expected {len(z)} indices in [0, {self.components - 1}]")
+        with torch.no_grad():
+            return self._generate(self.sampling_generator, z, component, self._condition(*cond))
+
+    def encode(self, x: Any) -> torch.Tensor:
+        """Latents that the f-AnoGAN encoder assigns to ``x`` (after ``fit_encoder``)."""
+        self._require_encoder("encode")
+        x = self.prepare_data(x, "x")[0].to(self.device)
+        with torch.no_grad():
+            return self.encoder(x.reshape(len(x), -1))[:, :self.latent_dim]
+
+    def _require_encoder(self, what: str) -> None:
+        if not bool(self.encoder_fitted):
+            raise RuntimeError(f"{what}: train the f-AnoGAN encoder first with fit_encoder(data)")
+
+    def fit_encoder(self, data: Any, *cond: Any, steps: int = 500, batch_size: int = 128, lr: float = 1e-3,
+                    kappa: float = 1.0, seed: int | None = None, progress: bool = True) -> list[float]:
+        """Train the encoder E with the generator and critic frozen (f-AnoGAN izi_f, Schlegl et al. 2019).
+
+        Minimises ``|x - G(E(x))|^2 + kappa |f(x) - f(G(E(x)))|^2`` with ``f`` the
+        critic's features. Returns the loss history.
+        """
+        check_positive("steps", steps, integer=True)
+        check_positive("batch_size", batch_size, integer=True)
+        x = self.prepare_data(data, "data")[0].to(self.device)
+        conds = [t.to(self.device) for t in cond]
+        opt = torch.optim.Adam(self.encoder.parameters(), lr=lr)
+        history = []
+        self.eval()
+        with seeded(seed):
+            bar = progress_bar(range(steps), enabled=progress, desc=f"{type(self).__name__} [encoder]")
+            for _ in bar:
+                idx = torch.randint(len(x), (min(batch_size, len(x)),), device=x.device)
+                loss = self._anomaly_terms(x[idx], *(c[idx] for c in conds), kappa=kappa).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                history.append(float(loss.detach()))
+            bar.close()
+        self.encoder_fitted.fill_(True)
+        self.kappa = float(kappa)
+        return history
+
+    def _anomaly_terms(self, x: torch.Tensor, *cond: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+        c = self._condition(*cond)
+        code = self.encoder(x.reshape(len(x), -1))
+        z, soft = code[:, :self.latent_dim], None
+        if self.components > 1:
+            soft = torch.softmax(code[:, self.latent_dim:], 1)
+        recon = self._generate(self.sampling_generator, z, soft, c)
+        residual = (recon - x).pow(2).reshape(len(x), -1).mean(1)
+        # critic features of each example alone (replicated to fill a pack)
+        f_x = self.critic.features(x.repeat_interleave(self.pack, 0))
+        f_r = self.critic.features(recon.repeat_interleave(self.pack, 0))
+        return residual + kappa * (f_x - f_r).pow(2).mean(1)
+
+    def score(self, x: Any, *cond: Any) -> torch.Tensor:
+        """f-AnoGAN anomaly score (higher = more anomalous); needs ``fit_encoder`` first."""
+        self._require_encoder("score")
+        x = self.prepare_data(x, "x")[0].to(self.device)
+        with torch.no_grad():
+            return self._anomaly_terms(x, *(torch.as_tensor(c, device=self.device) for c in cond),
+                                       kappa=getattr(self, "kappa", 1.0))
+
+    def get_state_json(self) -> dict:
+        return {"kappa": getattr(self, "kappa", 1.0)}
+
+    def set_state_json(self, state: dict) -> None:
+        self.kappa = float(state.get("kappa", 1.0))
+
+    # --------------------------------------------------------------- examples
+    @classmethod
+    def _contract_case(cls) -> ContractCase:
+        g = torch.Generator().manual_seed(0)
+        x = torch.cat([torch.randn(64, 2, generator=g) * 0.1 - 1, torch.randn(64, 2, generator=g) * 0.1 + 1])
+        return ContractCase(cls(data_shape=(2,), latent_dim=2, hidden=(16,), pack=2, ema=0.9),
+                            x, {"steps": 20, "batch_size": 64, "lr": 1e-3})
+
+    @classmethod
+    def tour(cls, out_dir, progress: bool = False) -> str:
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ..datasets import load
+
+        x = load("ring8", n=4000).x
+        gan = cls(data_shape=(2,), hidden=(64, 64), pack=4, loss="hinge", spectral_norm=True, ema=0.99)
+        result = gan.fit(x, steps=600, batch_size=256, lr=1e-3, seed=0, progress=progress)
+        s = gan.sample(1000, seed=0)
+        fig, ax = plt.subplots(figsize=(3, 3))
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.3, label="data")
+        ax.scatter(s[:, 0], s[:, 1], s=2, alpha=0.3, label="GAN")
+        ax.legend(loc="upper right", fontsize=6)
+        fig.savefig(os.path.join(out_dir, "gan_ring8.png"), dpi=72)
+        plt.close(fig)
+        return f"PacGAN4 fitted on ring8 in {result.wall_time:.1f}s; wrote gan_ring8.png"
+
+
+class ConditionalGAN(GAN):
+    r"""A GAN conditioned on class labels: ``x = G(z, y)``, projection critic ``D(x, y)``.
+
+    ``fit((x, y))`` (or a probgen ``Dataset``); ``sample(n, y=...)`` with one label
+    for all, a list of ``n`` labels, or none (uniform labels).
+
+    Arguments:
+        num_classes: number of labels.
+        embed_dim: size of the label embedding given to generator and critic.
+        others: as for ``GAN``.
+
+    Example:
+        >>> import torch, probgen
+        >>> x, y = torch.randn(128, 2), torch.randint(0, 3, (128,))
+        >>> cgan = probgen.models.ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(16,))
+        >>> _ = cgan.fit((x, y), steps=5, progress=False, seed=0)
+        >>> cgan.sample(4, seed=0, y=2).shape
+        torch.Size([4, 2])
+    """
+
+    family = "conditional_gan"
+
+    def __init__(self, num_classes: int = 10, data_shape: Sequence[int] = (2,), latent_dim: int = 8,
+                 hidden: Sequence[int] = (128, 128), critic_hidden: Sequence[int] | None = None,
+                 loss: str = "non_saturating", spectral_norm: bool = False, pack: int = 1, ema: float | None = None,
+                 gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16):
+        check_positive("num_classes", num_classes, integer=True)
+        check_positive("embed_dim", embed_dim, integer=True)
+        self.num_classes, self.embed_dim = int(num_classes), int(embed_dim)
+        super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
+                         r1_weight)
+        self.label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
+
+    def _cond_dim(self) -> int:
+        return self.embed_dim
+
+    def _condition(self, *cond: torch.Tensor) -> tuple:
+        if len(cond) != 1:
+            raise ValueError("y: the conditional GAN needs one label per example")
+        return (self.label_embedding(cond[0]),)
+
+    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
+        if hasattr(data, "x") and hasattr(data, "y"):
+            data = (data.x, data.y)
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(f"{name}: expected a pair (x, y) of examples and labels in [0, {self.num_classes - 1}]")
+        (x,) = super().prepare_data(data[0], f"{name}[0] (x)")
+        y = check_labels(data[1], self.num_classes, f"{name}[1] (y)", length=len(x))
+        return x, y
+
+    def _labels(self, n: int, y: Any) -> torch.Tensor:
+        if y is None:
+            return torch.randint(self.num_classes, (n,), device=self.device)
+        if isinstance(y, (int,)) or (isinstance(y, torch.Tensor) and y.dim() == 0):
+            y = [int(y)] * n
+        return check_labels(y, self.num_classes, "y", length=n).to(self.device)
+
+    def _sample(self, n: int, y: Any = None, temperature: float = 1.0, **condition: Any) -> torch.Tensor:
+        if condition:
+            raise ValueError(f"sample: unexpected condition {sorted(condition)}; give y=labels")
+        return self.model(n, self._labels(n, y), temperature=_check_temperature(temperature))
+
+    def model(self, n: int = 1, y: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """``y ~ Categorical(uniform)`` unless given, ``z ~ N(0, I)``, ``x = G(z, y)``."""
+        with pyro.plate("labels", n):
+            y = pyro.sample("y", dist.Categorical(torch.ones(self.num_classes, device=self.device)), obs=y)
+        return super().model(n, y, temperature=temperature)
+
+    def encode(self, x: Any) -> torch.Tensor:
+        raise NotImplementedError("ConditionalGAN.encode: the encoder needs labels; use score(x, y)")
+
+    def fit_encoder(self, data: Any, *cond: Any, **options: Any) -> list[float]:
+        """As ``GAN.fit_encoder``; ``data`` is ``(x, y)`` or a ``Dataset``."""
+        x, y = self.prepare_data(data)
+        return super().fit_encoder(x, y, **options)
+
+    def score(self, x: Any, y: Any = None) -> torch.Tensor:
+        """f-AnoGAN score of ``x`` under its labels ``y`` (or a ``Dataset``)."""
+        if y is None and hasattr(x, "y"):
+            x, y = x.x, x.y
+        if y is None:
+            raise ValueError("y: the conditional GAN scores examples under their labels; give score(x, y)")
+        x, y = self.prepare_data((x, y), "x")
+        return super().score(x, y)
+
+    @classmethod
+    def _contract_case(cls) -> ContractCase:
+        g = torch.Generator().manual_seed(0)
+        y = torch.arange(96) % 3
+        x = torch.randn(96, 2, generator=g) * 0.1 + y[:, None].float()
+        return ContractCase(cls(num_classes=3, data_shape=(2,), latent_dim=2, hidden=(16,), ema=0.9),
+                            (x, y), {"steps": 20, "batch_size": 48, "lr": 1e-3}, sample_kwargs={"y": 1})

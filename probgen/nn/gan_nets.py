@@ -1,0 +1,222 @@
+"""Generator and critic networks for the GAN families (vectors and small images)."""
+
+from __future__ import annotations
+
+__all__ = ["Generator", "Critic", "UNet", "PatchCritic", "add_spectral_norm", "pack", "use_conv"]
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .conv import ConvDecoder, ConvEncoder
+from .mlp import MLP, activation
+
+
+def add_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectrally normalise every ``Linear`` / ``Conv2d`` weight in ``module`` (Miyato et al. 2018).
+
+    Example:
+        >>> net = add_spectral_norm(MLP(2, 1, hidden=(4,)))
+        >>> hasattr(net[0], "parametrizations")
+        True
+    """
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Linear, nn.Conv2d)) and not hasattr(child, "parametrizations"):
+            nn.utils.parametrizations.spectral_norm(child)
+    return module
+
+
+def pack(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Group consecutive examples by ``m`` (PacGAN): ``(n, C, ...)`` -> ``(n // m, m * C, ...)``.
+
+    Leftover examples (``n % m``) are dropped.
+
+    Example:
+        >>> pack(torch.zeros(9, 2), 4).shape
+        torch.Size([2, 8])
+    """
+    n = (len(x) // m) * m
+    return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+
+def _is_image(shape: Sequence[int]) -> bool:
+    return len(shape) == 3
+
+
+def use_conv(shape: Sequence[int], architecture: str = "auto") -> bool:
+    """Whether nets for examples of ``shape`` are convolutional: ``"auto"`` = images of 16 pixels or more."""
+    if architecture not in ("auto", "conv", "mlp"):
+        raise ValueError(f"architecture: expected 'auto', 'conv' or 'mlp', got {architecture!r}")
+    if architecture == "conv" and not _is_image(shape):
+        raise ValueError(f"architecture: 'conv' needs image examples (C, H, W), got shape {tuple(shape)}")
+    return architecture == "conv" or (architecture == "auto" and _is_image(shape) and min(shape[1:]) >= 16)
+
+
+class Generator(nn.Module):
+    """Maps a latent vector (and an optional condition vector) to a data example.
+
+    Vectors (``out_shape=(d,)``) use an MLP; images (``(C, H, W)``) a convolutional
+    decoder (``probgen.nn.ConvDecoder``). ``out_act`` is applied last
+    (``"sigmoid"`` for images in [0, 1], ``None`` for real vectors).
+
+    Arguments:
+        latent_dim: size of z.
+        out_shape: shape of one generated example.
+        hidden: MLP hidden sizes (vectors) or decoder channels (images).
+        cond_dim: size of the condition vector concatenated to z (0: none).
+        out_act: final activation name or ``None``.
+
+    Example:
+        >>> Generator(4, (1, 28, 28), hidden=(16, 8), out_act="sigmoid")(torch.zeros(3, 4)).shape
+        torch.Size([3, 1, 28, 28])
+    """
+
+    def __init__(self, latent_dim: int, out_shape: Sequence[int], hidden: Sequence[int] = (128, 128),
+                 cond_dim: int = 0, out_act: str | None = None, architecture: str = "auto"):
+        super().__init__()
+        self.out_shape = tuple(int(s) for s in out_shape)
+        inp = int(latent_dim) + int(cond_dim)
+        if use_conv(self.out_shape, architecture):
+            self.net = ConvDecoder(inp, self.out_shape, channels=tuple(hidden))
+        else:
+            self.net = MLP(inp, math.prod(self.out_shape), hidden=tuple(hidden))
+        self.out_act = activation(out_act) if out_act else nn.Identity()
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = z if c is None else torch.cat([z, c], 1)
+        return self.out_act(self.net(h).reshape(len(z), *self.out_shape))
+
+
+class Critic(nn.Module):
+    """The discriminator: packed examples (and condition vectors) to one real-valued score.
+
+    Conditions enter by projection (Miyato & Koyama 2018): the score is
+    ``w·h + <P c, h>`` with ``h`` the critic's features of the packed input and ``c``
+    the concatenated condition vectors of the packed examples.
+
+    Arguments:
+        in_shape: shape of one example.
+        hidden: MLP hidden sizes (vectors) or convolution channels (images).
+        pack: number of examples the critic sees at once (PacGAN).
+        cond_dim: size of each example's condition vector (0: none).
+        spectral_norm: spectrally normalise every layer.
+        fourier: for vectors, append ``sin/cos(B x)`` of ``fourier`` random frequencies
+            ``B ~ N(0, fourier_scale^2)`` (fixed) to each example: random Fourier
+            features (Tancik et al. 2020) let an MLP critic resolve sharp modes that its
+            spectral bias otherwise blurs.
+        fourier_scale: standard deviation of the frequencies, in radians per data unit.
+
+    Example:
+        >>> Critic((2,), hidden=(8,), pack=2)(torch.zeros(6, 2)).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, in_shape: Sequence[int], hidden: Sequence[int] = (128, 128), pack: int = 1,
+                 cond_dim: int = 0, spectral_norm: bool = False, feature_dim: int = 128, fourier: int = 0,
+                 fourier_scale: float = 1.0, architecture: str = "auto"):
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.pack_size = int(pack)
+        self.conv = use_conv(self.in_shape, architecture)
+        self.fourier = int(fourier) if not self.conv else 0
+        if self.fourier:
+            g = torch.Generator().manual_seed(0)
+            self.register_buffer("frequencies", torch.randn(math.prod(self.in_shape), self.fourier, generator=g)
+                                 * float(fourier_scale))
+        if self.conv:
+            c, h, w = self.in_shape
+            self.trunk = nn.Sequential(ConvEncoder((c * self.pack_size, h, w), feature_dim, channels=tuple(hidden),
+                                                   act="leaky_relu"), nn.LeakyReLU(0.2))
+            self.feature_dim = int(feature_dim)
+        else:
+            d = (math.prod(self.in_shape) + 2 * self.fourier) * self.pack_size
+            self.trunk = nn.Sequential(MLP(d, int(hidden[-1]), hidden=tuple(hidden[:-1]), act="leaky_relu"),
+                                       nn.LeakyReLU(0.2))
+            self.feature_dim = int(hidden[-1])
+        self.head = nn.Linear(self.feature_dim, 1)
+        self.project = nn.Linear(cond_dim * self.pack_size, self.feature_dim, bias=False) if cond_dim else None
+        if spectral_norm:
+            add_spectral_norm(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of the packed examples, shape ``(n // pack, feature_dim)``."""
+        if not self.conv:
+            x = x.reshape(len(x), -1)
+        if self.fourier:
+            proj = x @ self.frequencies
+            x = torch.cat([x, torch.sin(proj), torch.cos(proj)], 1)
+        x = pack(x, self.pack_size)
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        out = self.head(h)[:, 0]
+        if self.project is not None:
+            if c is None:
+                raise ValueError("c: this critic is conditional; give the condition vectors")
+            out = out + (self.project(pack(c, self.pack_size)) * h).sum(1)
+        return out
+
+
+class UNet(nn.Module):
+    """A small U-Net for 28x28-like images: two halvings, skip connections (pix2pix generator).
+
+    Arguments:
+        in_channels, out_channels: image channels in and out.
+        width: channels of the first level (doubled at each halving).
+
+    Example:
+        >>> UNet(1, 1, width=4)(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 1, 28, 28])
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32):
+        super().__init__()
+        w = int(width)
+
+        def block(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(b, b, 3, padding=1),
+                                 nn.LeakyReLU(0.2))
+
+        self.enc1 = block(in_channels, w)
+        self.enc2 = block(w, 2 * w)
+        self.mid = block(2 * w, 2 * w)
+        self.dec2 = block(4 * w, w)
+        self.dec1 = block(2 * w, w)
+        self.out = nn.Conv2d(w, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(nn.functional.avg_pool2d(e1, 2, ceil_mode=True))
+        m = self.mid(nn.functional.avg_pool2d(e2, 2, ceil_mode=True))
+        d2 = self.dec2(torch.cat([nn.functional.interpolate(m, size=e2.shape[-2:]), e2], 1))
+        d1 = self.dec1(torch.cat([nn.functional.interpolate(d2, size=e1.shape[-2:]), e1], 1))
+        return self.out(d1)
+
+
+class PatchCritic(nn.Module):
+    """PatchGAN critic (pix2pix): judges (input, output) image pairs patch by patch.
+
+    Arguments:
+        in_channels: channels of the concatenated pair.
+        width: channels of the first layer.
+        spectral_norm: spectrally normalise every layer.
+
+    Example:
+        >>> PatchCritic(2, width=4)(torch.zeros(3, 2, 28, 28)).shape
+        torch.Size([3, 7, 7])
+    """
+
+    def __init__(self, in_channels: int = 2, width: int = 32, spectral_norm: bool = True):
+        super().__init__()
+        w = int(width)
+        self.net = nn.Sequential(nn.Conv2d(in_channels, w, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(2 * w, 1, 3, 1, 1))
+        if spectral_norm:
+            add_spectral_norm(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, 0]

@@ -1,0 +1,167 @@
+"""GAN families: mode coverage, conditioning, seeds, save/load, bad input."""
+
+import math
+
+import pytest
+import torch
+
+import probgen
+from probgen.core.base import NoLikelihoodError
+from probgen.models.gan import GAN, ConditionalGAN, critic_objective, generator_objective
+
+
+def _two_modes(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    side = torch.randint(0, 2, (n, 1), generator=g).float() * 4 - 2
+    return side + 0.1 * torch.randn(n, 1, generator=g)
+
+
+def test_gan_covers_both_modes_of_a_1d_mixture():
+    x = _two_modes()
+    gan = GAN(data_shape=(1,), latent_dim=2, hidden=(32, 32), pack=2, ema=0.99)
+    gan.fit(x, steps=400, batch_size=128, lr=2e-3, seed=0, progress=False)
+    s = gan.sample(1000, seed=1)[:, 0]
+    left, right = float((s < 0).float().mean()), float((s >= 0).float().mean())
+    assert min(left, right) > 0.25, (left, right)  # both modes get a real share
+    near = ((s.abs() - 2).abs() < 0.5).float().mean()
+    assert near > 0.8  # and samples sit on the modes, not between them
+
+
+def test_conditional_gan_respects_labels():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    y = torch.arange(600) % 3
+    x = centres[y] + 0.15 * torch.randn(600, 2, generator=g)
+    cgan = ConditionalGAN(num_classes=3, data_shape=(2,), latent_dim=2, hidden=(32, 32), loss="hinge")
+    cgan.fit((x, y), steps=400, batch_size=150, lr=2e-3, seed=0, progress=False)
+    for k in range(3):
+        s = cgan.sample(200, seed=k, y=k)
+        nearest = torch.cdist(s, centres).argmin(1)
+        assert (nearest == k).float().mean() > 0.9
+    mixed = cgan.sample(6, seed=0, y=[0, 1, 2, 0, 1, 2])
+    assert torch.cdist(mixed, centres).argmin(1).tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_image_gan_shapes_range_and_seeds():
+    x = probgen.datasets.load("digits", split="train").x[:256]
+    gan = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), loss="hinge", spectral_norm=True)
+    gan.fit(x, steps=3, batch_size=64, progress=False, seed=0)
+    a, b, c = gan.sample(5, seed=0), gan.sample(5, seed=0), gan.sample(5, seed=1)
+    assert a.shape == (5, 1, 8, 8) and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    again = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), loss="hinge", spectral_norm=True)
+    torch.manual_seed(123)
+    gan2 = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), loss="hinge", spectral_norm=True)
+    gan2.load_state_dict(again.state_dict())
+    # same seed, same init -> same fit
+    again.fit(x, steps=3, batch_size=64, progress=False, seed=5)
+    gan2.fit(x, steps=3, batch_size=64, progress=False, seed=5)
+    assert torch.equal(again.sample(3, seed=0), gan2.sample(3, seed=0))
+
+
+def test_generator_is_a_pyro_model():
+    import pyro.poutine as poutine
+
+    gan = GAN(data_shape=(3,), latent_dim=2, hidden=(8,))
+    trace = poutine.trace(gan.model).get_trace(7)
+    assert trace.nodes["z"]["value"].shape == (7, 2)
+    assert trace.nodes["x"]["value"].shape == (7, 3)
+    z = torch.zeros(7, 2)
+    fixed = poutine.condition(gan.model, data={"z": z})(7)
+    assert torch.allclose(fixed, gan.decode(z))
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge", "wgan_gp"])
+def test_every_loss_trains(loss):
+    x = _two_modes(256)
+    gan = GAN(data_shape=(1,), latent_dim=2, hidden=(16,), loss=loss, r1_weight=1.0 if loss == "hinge" else 0.0)
+    result = gan.fit(x, steps=10, batch_size=64, progress=False, seed=0, n_critic=2)
+    h = result.history
+    assert h["critic_loss"].notna().all() and h["generator_loss"].dropna().size == 5
+    assert math.isfinite(float(h["critic_loss"].iloc[-1]))
+
+
+def test_objectives_match_their_definitions():
+    real, fake = torch.tensor([0.5, 2.0]), torch.tensor([-0.5, 0.3])
+    ns = critic_objective("non_saturating", real, fake)
+    expected = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
+    assert torch.allclose(ns, expected)
+    assert torch.allclose(critic_objective("hinge", real, fake), torch.tensor(0.25 + 0.0 + (0.5 + 1.3) / 2))
+    assert torch.allclose(generator_objective("non_saturating", fake), -torch.log(torch.sigmoid(fake)).mean())
+
+
+def test_ema_weights_follow_the_generator():
+    gan = GAN(data_shape=(1,), latent_dim=2, hidden=(8,), ema=0.5)
+    before = [p.clone() for p in gan.generator_ema.parameters()]
+    gan.fit(_two_modes(128), steps=5, batch_size=64, progress=False, seed=0)
+    after = list(gan.generator_ema.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(not p.requires_grad for p in after)
+    assert int(gan.ema_steps) == 5
+
+
+def test_save_load_round_trip(tmp_path):
+    y = torch.arange(64) % 2
+    x = y[:, None].float() + 0.1 * torch.randn(64, 2)
+    cgan = ConditionalGAN(num_classes=2, data_shape=(2,), hidden=(8,), spectral_norm=True, pack=2, ema=0.9)
+    cgan.fit((x, y), steps=4, batch_size=32, progress=False, seed=0)
+    cgan.fit_encoder((x, y), steps=3, progress=False, seed=0, kappa=0.5)
+    path = probgen.save(cgan, tmp_path / "cgan.safetensors")
+    back = probgen.load(path)
+    assert torch.equal(back.sample(4, seed=0, y=1), cgan.sample(4, seed=0, y=1))
+    assert torch.allclose(back.score(x[:5], y[:5]), cgan.score(x[:5], y[:5]))
+
+
+def test_f_anogan_score_flags_outliers():
+    g = torch.Generator().manual_seed(0)
+    x = 0.3 * torch.randn(1024, 2, generator=g)
+    gan = GAN(data_shape=(2,), latent_dim=2, hidden=(32, 32))
+    gan.fit(x, steps=300, batch_size=256, lr=2e-3, seed=0, progress=False)
+    gan.fit_encoder(x, steps=200, seed=0, progress=False)
+    inliers = 0.3 * torch.randn(200, 2, generator=g)
+    outliers = 0.3 * torch.randn(200, 2, generator=g) + torch.tensor([3.0, -3.0])
+    scores = gan.score(torch.cat([inliers, outliers]))
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score([0] * 200 + [1] * 200, scores.numpy())
+    assert auc > 0.95
+    assert gan.encode(inliers).shape == (200, 2)
+
+
+def test_bad_input_is_reported_clearly():
+    gan = GAN(data_shape=(1, 8, 8), hidden=(4, 4))
+    with pytest.raises(ValueError, match="data"):
+        gan.fit(torch.rand(10, 1, 28, 28), steps=1, progress=False)
+    with pytest.raises(NoLikelihoodError, match="score"):
+        gan.log_prob(torch.rand(2, 1, 8, 8))
+    with pytest.raises(RuntimeError, match="fit_encoder"):
+        gan.score(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="x"):
+        gan.fit_encoder(torch.full((4, 1, 8, 8), float("nan")), steps=1, progress=False)
+    with pytest.raises(ValueError, match="loss"):
+        GAN(loss="least_squares")
+    with pytest.raises(ValueError, match="data_shape"):
+        GAN(data_shape=(1, 8))
+    with pytest.raises(ValueError, match="ema"):
+        GAN(ema=1.5)
+    cgan = ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(8,))
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+        cgan.fit((torch.zeros(4, 2), torch.tensor([0, 1, 2, 3])), steps=1, progress=False)
+    with pytest.raises(ValueError, match="y"):
+        cgan.sample(2, y=5)
+    with pytest.raises(ValueError, match="y"):
+        cgan.sample(3, y=[0, 1])
+    with pytest.raises(ValueError, match="unknown option"):
+        cgan.fit((torch.zeros(4, 2), torch.tensor([0, 1, 2, 0])), steps=1, progress=False, pac=4)
+
+
+def test_gan_modes_bench_quick():
+    from probgen.bench import gan_modes
+
+    report = gan_modes.run(quick=True)
+    frame = report.frame()
+    assert len(frame) >= 4
+    modes = frame[frame.metric == "modes covered"]
+    assert ((modes.probgen >= 0) & (modes.probgen <= 25)).all()
+    hq = frame[frame.metric == "high quality"]
+    assert ((hq.probgen >= 0) & (hq.probgen <= 100)).all()
