@@ -125,6 +125,8 @@ def train(
                     torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                    opts.clip_norm or 10.0)
                 optimizer.step()
+                if hasattr(model, "after_optimizer_step"):
+                    model.after_optimizer_step()  # e.g. EMA weights
                 record = {"step": step, "loss": float(loss.detach())}
             else:
                 record = {"step": step, **step_fn(batch, step)}
