@@ -18,6 +18,7 @@ _FUNCTIONS = {
     "features": "features",
     "augment": "augment",
     "train_on_synthetic": "augment",
+    "augmentation_gain": "augment",
 }
 
 __all__ = list(_FUNCTIONS)
