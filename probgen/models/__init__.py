@@ -26,7 +26,7 @@ _CLASSES = {
     "ImageToImageGAN": "gan_image",
     "SuperResolutionGAN": "gan_image",
     "RBM": "rbm",
-    "RecommenderRBM": "rbm",
+    "RecommenderRBM": "rbm_recommend",
     "PixelCNN": "pixel",
     "PixelRNN": "pixel",
     "Flow": "flows",

@@ -1,0 +1,118 @@
+"""RBMs on digits against scikit-learn's BernoulliRBM, and the binarized-MNIST likelihood row."""
+
+from __future__ import annotations
+
+__all__ = ["run", "likelihood_rows"]
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .harness import Report
+
+# scikit-learn's example settings (plot_rbm_logistic_classification): 100 hidden units,
+# learning rate 0.06, minibatches of 10, PCD with one Gibbs step, no momentum
+SETTINGS = {"n_hidden": 100, "lr": 0.06, "batch_size": 10}
+
+
+def _digits():
+    from ..datasets import load
+
+    train, test = load("digits_binary", split="train"), load("digits_binary", split="test")
+    return train.flat(), train.y.numpy(), test.flat(), test.y.numpy()
+
+
+def _logistic_accuracy(f_train, y_train, f_test, y_test) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=2000, C=10.0)
+    clf.fit(f_train, y_train)
+    return float(clf.score(f_test, y_test))
+
+
+def _digits_cases(report: Report, quick: bool) -> None:
+    from sklearn.neural_network import BernoulliRBM
+
+    from ..models.rbm import RBM
+
+    x, y, xt, yt = _digits()
+    epochs = 2 if quick else 10
+    ours = RBM(n_visible=64, n_hidden=SETTINGS["n_hidden"], method="pcd", k=1, momentum=0.0)
+    start = time.perf_counter()
+    ours.fit(x, epochs=epochs, batch_size=SETTINGS["batch_size"], lr=SETTINGS["lr"], progress=False, seed=0)
+    t_ours = (time.perf_counter() - start) / epochs
+    sk = BernoulliRBM(n_components=SETTINGS["n_hidden"], learning_rate=SETTINGS["lr"],
+                      batch_size=SETTINGS["batch_size"], n_iter=epochs, random_state=0)
+    start = time.perf_counter()
+    sk.fit(x.numpy())
+    t_sk = (time.perf_counter() - start) / epochs
+    report.add("digits (binarized), 100 hidden, PCD-1", "time per epoch", t_ours * 1e3, t_sk * 1e3,
+               baseline_name="sklearn BernoulliRBM", unit="ms", goal="<= 1x")
+
+    # the same AIS estimator for both sets of weights (sklearn has no likelihood of its own)
+    their = RBM(n_visible=64, n_hidden=SETTINGS["n_hidden"])
+    their.load_state_dict({"W": torch.tensor(sk.components_.T, dtype=torch.float32),
+                           "b": torch.tensor(sk.intercept_visible_, dtype=torch.float32),
+                           "c": torch.tensor(sk.intercept_hidden_, dtype=torch.float32),
+                           "base_bias": ours.base_bias.clone()})
+    ais = {"num_chains": 50 if quick else 100, "num_betas": 500 if quick else 10_000}
+    ll = {}
+    for name, model in (("probgen", ours), ("sklearn", their)):
+        log_z, se, _ = model.log_partition("ais", **ais)
+        ll[name] = (float((-model.free_energy(xt)).mean()) - log_z, se)
+    report.add("digits test", "AIS log-likelihood per image", ll["probgen"][0], ll["sklearn"][0],
+               baseline_name="sklearn BernoulliRBM weights, same AIS", unit="nats", goal="> baseline")
+
+    acc = {"probgen": _logistic_accuracy(ours.transform(x).numpy(), y, ours.transform(xt).numpy(), yt),
+           "sklearn": _logistic_accuracy(sk.transform(x.numpy()), y, sk.transform(xt.numpy()), yt),
+           "raw pixels": _logistic_accuracy(x.numpy(), y, xt.numpy(), yt)}
+    report.add("digits test", "features + logistic regression accuracy", acc["probgen"], acc["sklearn"],
+               baseline_name="sklearn BernoulliRBM features", goal=">= 1x")
+    report.add("digits test", "features + logistic regression accuracy", acc["probgen"], acc["raw pixels"],
+               baseline_name="raw pixels", goal="> 1x")
+    report.table("digits", pd.DataFrame({
+        "time per epoch (ms)": [t_ours * 1e3, t_sk * 1e3, np.nan],
+        "AIS test log-lik (nats)": [ll["probgen"][0], ll["sklearn"][0], np.nan],
+        "AIS std. error": [ll["probgen"][1], ll["sklearn"][1], np.nan],
+        "logistic accuracy": [acc["probgen"], acc["sklearn"], acc["raw pixels"]]},
+        index=["probgen RBM", "sklearn BernoulliRBM", "raw pixels"]))
+    report.note(f"digits: probgen digits_binary split ({len(x)} train / {len(xt)} test), {epochs} epochs, "
+                f"settings {SETTINGS}; AIS {ais['num_chains']} chains x {ais['num_betas']} temperatures; "
+                "logistic regression C=10 on every feature set")
+
+
+def likelihood_rows(quick: bool = False) -> list[dict]:
+    """Test NLL of an RBM on binarized mnist5k, by AIS (for the likelihood table).
+
+    The model: 500 hidden units trained by persistent CD (k = 1), a much cheaper recipe
+    than the published CD-25 one, so that it trains in a few CPU minutes.
+    """
+    from ..datasets import load
+    from ..models.rbm import RBM
+
+    x = load("mnist5k_binary", split="train").flat()
+    xt = load("mnist5k_binary", split="test").flat()
+    hidden, epochs, k = (50, 2, 1) if quick else (500, 40, 1)
+    rbm = RBM(n_visible=784, n_hidden=hidden, method="pcd", k=k, momentum=0.5, weight_decay=1e-4)
+    start = time.perf_counter()
+    rbm.fit(x, epochs=epochs, batch_size=100, lr=0.02, progress=False, seed=0)
+    train_s = time.perf_counter() - start
+    chains, betas = (20, 200) if quick else (100, 5000)
+    log_z, se, _ = rbm.log_partition("ais", num_chains=chains, num_betas=betas, seed=0)
+    nll = float(rbm.free_energy(xt).mean()) + log_z
+    return [{"model": f"RBM, {hidden} hidden, PCD-{k} ({epochs} epochs, {train_s:.0f}s CPU)", "nll_nats": nll,
+             "k_or_method": f"AIS, {chains} chains x {betas} temperatures (log Z std. error {se:.2f})",
+             "protocol": f"mnist5k_binary: {len(x)} train / {len(xt)} test images (not the full MNIST test set)"}]
+
+
+def run(quick: bool = False, device: str = "cpu") -> Report:
+    report = Report("rbm", "RBM on digits vs scikit-learn BernoulliRBM; AIS likelihood on binarized mnist5k")
+    _digits_cases(report, quick)
+    rows = likelihood_rows(quick)
+    report.table("binarized MNIST test NLL (nats)", pd.DataFrame(rows + [
+        {"model": "RBM, 500 hidden, CD-25 (Salakhutdinov & Murray 2008)", "nll_nats": 86.34,
+         "k_or_method": "AIS", "protocol": "published, full MNIST test set"}]).set_index("model"))
+    report.note("ratio = probgen / baseline; time: lower is better, likelihood and accuracy: higher is better")
+    return report

@@ -1,0 +1,560 @@
+"""Restricted Boltzmann machines: block-Gibbs sampling, CD-k / persistent CD / parallel tempering, AIS.
+
+The energy of a visible vector v and a binary hidden vector h is
+``E(v, h) = -visible_term(v; b) - c·h - vᵀWh`` with ``visible_term = b·v``
+(Bernoulli and softmax units, softmax as one-hot groups) or ``-|v - b|²/2``
+(Gaussian units of unit variance). Both conditionals factorise, so one Gibbs
+sweep is two batched matrix products.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RBM", "BlockGibbsKernel", "RBMParams"]
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
+from ..core.base import ContractCase, Model
+from ..core.checks import as_tensor, check_binary, check_choice, check_positive
+from ..core.progress import progress_bar
+from ..core.random import seeded
+from ..core.result import FitResult
+
+VISIBLE = ("bernoulli", "gaussian", "softmax")
+METHODS = ("cd", "pcd", "pt")
+MAX_ENUMERATION = 20
+
+
+class RBMParams(NamedTuple):
+    """Visible bias ``b`` (Dv,), weights ``W`` (Dv, H), hidden bias ``c`` (H,)."""
+
+    b: torch.Tensor
+    W: torch.Tensor
+    c: torch.Tensor
+
+    def scaled(self, beta: float | torch.Tensor, base_b: torch.Tensor | None = None) -> "RBMParams":
+        """The AIS / tempering path: visible bias from ``base_b`` to ``b``; W and c multiplied by ``beta``."""
+        b = self.b * beta if base_b is None else base_b + beta * (self.b - base_b)
+        return RBMParams(b, self.W * beta, self.c * beta)
+
+
+class _Units:
+    """What depends on the kind of visible unit: conditionals, free energy, log-partition over v."""
+
+    def __init__(self, kind: str, groups: int):
+        self.kind, self.groups = kind, groups
+
+    def hidden_prob(self, v: torch.Tensor, p: RBMParams) -> torch.Tensor:
+        return torch.sigmoid(torch.addmm(p.c, v, p.W))
+
+    def visible_mean(self, h: torch.Tensor, p: RBMParams) -> torch.Tensor:
+        field = torch.addmm(p.b, h, p.W.T)
+        if self.kind == "bernoulli":
+            return torch.sigmoid(field)
+        if self.kind == "gaussian":
+            return field
+        return torch.softmax(field.reshape(len(h), -1, self.groups), -1).reshape(len(h), -1)
+
+    def sample_visible(self, h: torch.Tensor, p: RBMParams) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.visible_mean(h, p)
+        if self.kind == "bernoulli":
+            return _bernoulli(mean), mean
+        if self.kind == "gaussian":
+            return mean + torch.randn_like(mean), mean
+        probs = mean.reshape(len(h), -1, self.groups)
+        idx = torch.multinomial(probs.reshape(-1, self.groups), 1).reshape(probs.shape[:-1])
+        return F.one_hot(idx, self.groups).to(mean.dtype).reshape(len(h), -1), mean
+
+    def visible_term(self, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.kind == "gaussian":
+            return -0.5 * ((v - b) ** 2).sum(-1)
+        return v @ b
+
+    def neg_free_energy(self, v: torch.Tensor, p: RBMParams) -> torch.Tensor:
+        """-F(v) = log Σ_h exp(-E(v, h))."""
+        return self.visible_term(v, p.b) + F.softplus(torch.addmm(p.c, v, p.W)).sum(-1)
+
+    def log_partition_visible(self, field: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """log ∫ exp(visible_term(v; b) + v·(field - b)) dv, with ``field = b + W h``."""
+        if self.kind == "bernoulli":
+            return F.softplus(field).sum(-1)
+        if self.kind == "gaussian":
+            d = field.shape[-1]
+            return 0.5 * (field ** 2).sum(-1) - 0.5 * (b ** 2).sum(-1) + 0.5 * d * math.log(2 * math.pi)
+        return torch.logsumexp(field.reshape(*field.shape[:-1], -1, self.groups), -1).sum(-1)
+
+    def base_sample(self, n: int, b: torch.Tensor) -> torch.Tensor:
+        """Draws from the RBM with W = 0, c = 0 and visible bias ``b`` (the AIS start)."""
+        zeros = torch.zeros(n, 0, dtype=b.dtype, device=b.device)
+        empty = RBMParams(b, torch.zeros(len(b), 0, dtype=b.dtype, device=b.device), zeros[0])
+        return self.sample_visible(zeros, empty)[0]
+
+
+class RBM(Model):
+    r"""A restricted Boltzmann machine trained by MCMC (contrastive divergence).
+
+    ``fit`` (engine ``"mcmc"``) runs CD-k (``method="cd"``), persistent CD
+    (``"pcd"``, the default) or persistent chains with parallel tempering
+    (``"pt"``) on minibatches; its block-Gibbs sampler is also a Pyro
+    ``MCMCKernel`` (``gibbs_kernel()``, ``gibbs_chains()``) for ``pyro.infer.MCMC``.
+    ``log_prob`` is exact (enumeration of the smaller layer) when that layer has
+    at most 20 units and annealed importance sampling otherwise (Salakhutdinov &
+    Murray 2008; ``log_partition()`` also returns its standard error).
+
+    Arguments:
+        n_visible: visible units (for ``"softmax"``: units, each over ``n_categories``).
+        n_hidden: binary hidden units.
+        visible: ``"bernoulli"`` (data in {0, 1}), ``"gaussian"`` (unit variance; standardise
+            the data) or ``"softmax"`` (data: integer categories per unit).
+        n_categories: categories per softmax unit.
+        k: Gibbs steps per update.
+        method: ``"cd"``, ``"pcd"`` or ``"pt"``.
+        n_temperatures: temperatures of parallel tempering (inverse temperatures evenly in [0.5, 1]... ).
+        momentum: SGD momentum of the updates.
+        weight_decay: L2 penalty on W.
+
+    References:
+        Hinton, Training products of experts by minimizing contrastive divergence, 2002.
+        Tieleman, Training RBMs using approximations to the likelihood gradient (PCD), ICML 2008.
+        Salakhutdinov & Murray, On the quantitative analysis of deep belief networks, ICML 2008.
+
+    Example:
+        >>> import torch, probgen
+        >>> x = (torch.rand(200, 6) < torch.tensor([0.9, 0.9, 0.1, 0.1, 0.5, 0.5])).float()
+        >>> rbm = probgen.models.RBM(n_visible=6, n_hidden=4)
+        >>> _ = rbm.fit(x, epochs=20, batch_size=20, lr=0.1, progress=False, seed=0)
+        >>> bool(rbm.log_prob(x).mean() > -6 * math.log(2))   # beats the uniform distribution
+        True
+    """
+
+    family = "rbm"
+    default_inference = "mcmc"
+    log_prob_kind = "estimate"
+
+    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", n_categories: int = 2,
+                 k: int = 1, method: str = "pcd", n_temperatures: int = 5, momentum: float = 0.5,
+                 weight_decay: float = 0.0, init_scale: float = 0.01):
+        check_positive("n_visible", n_visible, integer=True)
+        check_positive("n_hidden", n_hidden, integer=True)
+        check_choice("visible", visible, VISIBLE)
+        check_positive("n_categories", n_categories, integer=True)
+        if visible == "softmax" and n_categories < 2:
+            raise ValueError(f"n_categories: softmax units need at least 2 categories, got {n_categories}")
+        check_positive("k", k, integer=True)
+        check_choice("method", method, METHODS)
+        check_positive("n_temperatures", n_temperatures, integer=True)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        check_positive("weight_decay", weight_decay, strict=False)
+        check_positive("init_scale", init_scale, strict=False)
+        super().__init__()
+        self.n_visible, self.n_hidden, self.visible = int(n_visible), int(n_hidden), visible
+        self.n_categories = int(n_categories) if visible == "softmax" else 1
+        self.k, self.method, self.n_temperatures = int(k), method, int(n_temperatures)
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.units = _Units(visible, self.n_categories)
+        dv = self.n_visible * self.n_categories
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("W", init_scale * torch.randn(dv, self.n_hidden, generator=g))
+        self.register_buffer("b", torch.zeros(dv))
+        self.register_buffer("c", torch.zeros(self.n_hidden))
+        self.register_buffer("base_bias", torch.zeros(dv))  # visible bias of the AIS base model
+        self._reset_state()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._reset_state())
+
+    def _reset_state(self) -> None:
+        # training state in a plain dict: persistent particles, momentum, cached
+        # (log Z, standard error, method); nn.Module attribute writes are slow per step
+        object.__setattr__(self, "_train_state", {"chains": None, "chain_ph": None, "velocity": None, "logz": None,
+                                                  "loss": None})
+        object.__setattr__(self, "_lr", 0.05)
+
+    @property
+    def params(self) -> RBMParams:
+        return RBMParams(self.b, self.W, self.c)
+
+    # ------------------------------------------------------------------ data
+    def _visible(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Data to the (n, Dv) float visible representation, with the checks of the unit type."""
+        if hasattr(x, "flat") and hasattr(x, "x"):  # a probgen Dataset
+            x = x.flat()
+        if self.visible == "softmax":
+            t = as_tensor(x, name, dtype=torch.long, ndim=(1, 2), device=self.W.device)
+            t = t.reshape(len(t), -1) if t.dim() == 2 else t[None]
+            if t.shape[1] != self.n_visible:
+                raise ValueError(f"{name}: expected {self.n_visible} categorical values per row, got {t.shape[1]}")
+            if len(t) and (t.min() < 0 or t.max() >= self.n_categories):
+                raise ValueError(f"{name}: softmax units take categories in [0, {self.n_categories - 1}], "
+                                 f"got range [{int(t.min())}, {int(t.max())}]")
+            return F.one_hot(t, self.n_categories).float().reshape(len(t), -1)
+        t = as_tensor(x, name, device=self.W.device)
+        t = t.reshape(len(t), -1) if t.dim() > 1 else t[None]
+        if t.shape[1] != self.n_visible:
+            raise ValueError(f"{name}: expected {self.n_visible} visible values per row, got shape {tuple(t.shape)}")
+        if self.visible == "bernoulli":
+            check_binary(t, name)
+        return t
+
+    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor]:
+        v = self._visible(data, name)
+        if len(v) == 0:
+            raise ValueError(f"{name}: expected at least one example, got none")
+        return (v,)
+
+    # -------------------------------------------------------------- training
+    def _fit_mcmc(self, data: Any, k: int | None = None, method: str | None = None, **options: Any) -> FitResult:
+        """CD-k / PCD / PT through probgen's mcmc engine (which runs ``mcmc_step`` per minibatch).
+
+        ``k`` and ``method`` override the constructor's for this fit; ``lr`` defaults to 0.05.
+        """
+        from ..infer.mcmc import fit_mcmc
+
+        if k is not None:
+            self.k = int(check_positive("k", k, integer=True))
+        if method is not None:
+            self.method = check_choice("method", method, METHODS)
+        options.setdefault("lr", 0.05)
+        object.__setattr__(self, "_lr", float(check_positive("lr", options["lr"])))
+        (v,) = self.prepare_data(data)
+        self._set_base(v)
+        self._train_state.update(chains=None, chain_ph=None, velocity=None, logz=None, loss=None)
+        result = fit_mcmc(self, data, **options)
+        self._train_state.update(chains=None, chain_ph=None, velocity=None)
+        return result
+
+    def _set_base(self, v: torch.Tensor) -> None:
+        # AIS base model: the maximum-likelihood model with W = 0 (the data's marginals), as in
+        # Salakhutdinov & Murray (2008); its visible bias is also a good initial b.
+        mean = v.mean(0)
+        if self.visible == "bernoulli":
+            m = mean.clamp(1e-3, 1 - 1e-3)
+            base = torch.log(m) - torch.log1p(-m)
+        elif self.visible == "gaussian":
+            base = mean
+        else:
+            base = torch.log(mean.reshape(-1, self.n_categories).clamp_min(1e-3)).reshape(-1)
+        self.base_bias = base.to(self.W)
+        if not self.fitted_once:
+            self.b = base.clone().to(self.W)
+            self.fitted_once = True
+
+    fitted_once = False
+
+    def _gibbs(self, v: torch.Tensor, p: RBMParams, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``steps`` block-Gibbs sweeps v -> h -> v; returns the last v and p(h | v)."""
+        for _ in range(steps):
+            h = _bernoulli(self.units.hidden_prob(v, p))
+            v = self.units.sample_visible(h, p)[0]
+        return v, self.units.hidden_prob(v, p)
+
+    def _negative(self, v0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Negative particles and their p(h | v) for this update."""
+        p = self.params
+        state = self._train_state
+        if self.method == "cd":
+            return self._gibbs(v0, p, self.k)
+        if state.get("chains") is None:  # the persistent particles: as many as the first minibatch
+            start = self.units.base_sample(len(v0), self.base_bias)
+            state["chains"] = start if self.method == "pcd" else start.expand(self.n_temperatures, *start.shape).clone()
+        if self.method == "pcd":
+            # keep p(h | particles) from the last update, as scikit-learn's PCD does: one
+            # sweep then starts from h, saving a matrix product per update
+            ph = state.get("chain_ph")
+            if ph is None:
+                ph = self.units.hidden_prob(state["chains"], p)
+            for _ in range(self.k):
+                v = self.units.sample_visible(_bernoulli(ph), p)[0]
+                ph = self.units.hidden_prob(v, p)
+            state["chains"], state["chain_ph"] = v, ph
+            return v, ph
+        v = self._tempering_step(p)
+        return v, self.units.hidden_prob(v, p)
+
+    def _tempering_step(self, p: RBMParams) -> torch.Tensor:
+        """One parallel-tempering round: k Gibbs sweeps at every temperature, then swaps of neighbours."""
+        betas = torch.linspace(1.0, 0.0, self.n_temperatures + 1, device=self.W.device)[:-1]
+        chains = self._train_state["chains"]
+        for t, beta in enumerate(betas.tolist()):
+            chains[t] = self._gibbs(chains[t], p.scaled(beta, self.base_bias), self.k)[0]
+        for t in range(self.n_temperatures - 1):
+            lo, hi = p.scaled(float(betas[t]), self.base_bias), p.scaled(float(betas[t + 1]), self.base_bias)
+            a, b = chains[t], chains[t + 1]
+            # swap acceptance: f_t(b) f_{t+1}(a) / (f_t(a) f_{t+1}(b)), with f = exp(-F)
+            log_r = (self.units.neg_free_energy(b, lo) + self.units.neg_free_energy(a, hi)
+                     - self.units.neg_free_energy(a, lo) - self.units.neg_free_energy(b, hi))
+            swap = (torch.rand_like(log_r).log() < log_r)[:, None]
+            chains[t], chains[t + 1] = torch.where(swap, b, a), torch.where(swap, a, b)
+        self._train_state["chains"] = chains
+        return chains[0]
+
+    def mcmc_step(self, batch: tuple[torch.Tensor, ...], step: int) -> dict:
+        """One contrastive-divergence update on a minibatch (called by the mcmc engine).
+
+        Written with in-place torch ops and no autograd: the CD gradient is the
+        difference of two outer-product averages, and on small minibatches the
+        per-op overhead is the cost (the bench compares it with scikit-learn).
+        The recorded ``loss`` is the squared reconstruction error of a minibatch, measured
+        every 10th update.
+        """
+        v0 = batch[0]
+        W, b, c = self.W, self.b, self.c
+        ph0 = torch.sigmoid(torch.addmm(c, v0, W))
+        vk, phk = self._negative(v0)
+        n, m = len(v0), len(vk)
+        lr, state = self._lr, self._train_state
+        grad_w = torch.addmm(v0.T @ ph0, vk.T, phk, beta=1.0 / n, alpha=-1.0 / m)
+        if self.weight_decay:
+            grad_w.add_(W, alpha=-self.weight_decay)
+        grads = (grad_w, v0.mean(0) - vk.mean(0), ph0.mean(0) - phk.mean(0))
+        if self.momentum:
+            if state.get("velocity") is None:
+                state["velocity"] = [torch.zeros_like(g) for g in grads]
+            for vel, g, param in zip(state["velocity"], grads, (W, b, c)):
+                param.add_(vel.mul_(self.momentum).add_(g, alpha=lr))
+        else:
+            for g, param in zip(grads, (W, b, c)):
+                param.add_(g, alpha=lr)
+        state["logz"] = None
+        if step % 10 == 0 or state.get("loss") is None:  # measured every 10th update, carried in between
+            recon = self.units.visible_mean(ph0, self.params)
+            state["loss"] = float(torch.sum((recon - v0) ** 2)) / n
+        return {"loss": state["loss"]}
+
+    def validation_loss(self, v: torch.Tensor) -> float:
+        """Mean squared reconstruction error (one v -> h -> v pass)."""
+        ph = self.units.hidden_prob(v, self.params)
+        return float(((self.units.visible_mean(ph, self.params) - v) ** 2).sum(1).mean())
+
+    # ------------------------------------------------------------ likelihood
+    def free_energy(self, x: Any) -> torch.Tensor:
+        """F(v) = -log Σ_h exp(-E(v, h)) per example (lower = more probable)."""
+        with torch.no_grad():
+            return -self.units.neg_free_energy(self._visible(x), self.params)
+
+    def exact_log_partition(self) -> float:
+        """log Z by enumerating the hidden layer (or the visible layer of a Bernoulli RBM), ≤ 20 units."""
+        p = self.params
+        with torch.no_grad():
+            if self.n_hidden <= MAX_ENUMERATION:
+                total = []
+                for h in _binary_configurations(self.n_hidden, self.W):
+                    field = torch.addmm(p.b, h, p.W.T)
+                    total.append(h @ p.c + self.units.log_partition_visible(field, p.b))
+                return float(torch.logsumexp(torch.cat(total), 0))
+            if self.visible == "bernoulli" and self.n_visible <= MAX_ENUMERATION:
+                total = [self.units.neg_free_energy(v, p) for v in _binary_configurations(self.n_visible, self.W)]
+                return float(torch.logsumexp(torch.cat(total), 0))
+        raise ValueError(f"exact_log_partition: both layers have more than {MAX_ENUMERATION} units; use AIS")
+
+    def ais_log_partition(self, num_chains: int = 100, num_betas: int = 10_000, seed: int | None = 0,
+                          progress: bool = False) -> tuple[float, float]:
+        """Annealed importance sampling estimate of log Z and its standard error.
+
+        The path runs from the base model (W = 0, visible bias = the data marginals)
+        to this RBM through the RBMs with visible bias interpolated and W, c scaled by
+        β ∈ [0, 1]; each step is one Gibbs sweep. The standard error is the delta-method
+        one of log(mean of the importance weights).
+        """
+        check_positive("num_chains", num_chains, integer=True)
+        check_positive("num_betas", num_betas, integer=True)
+        p, base = self.params, self.base_bias
+        betas = torch.cat([torch.linspace(0, 0.5, num_betas // 5 + 1)[:-1], torch.linspace(0.5, 0.9, num_betas // 2)[:-1],
+                           torch.linspace(0.9, 1.0, num_betas - num_betas // 5 - num_betas // 2 + 2)]).tolist()
+        with seeded(seed), torch.no_grad():
+            v = self.units.base_sample(num_chains, base)
+            log_w = torch.zeros(num_chains, dtype=torch.float64, device=self.W.device)
+            prev = 0.0
+            for beta in progress_bar(betas[1:], enabled=progress, desc="AIS"):
+                # W and c scale with beta, so one product c + vW serves both free energies and the
+                # hidden conditional: two matrix products per temperature instead of four
+                act = torch.addmm(p.c, v, p.W)
+                b_cur, b_prev = base + beta * (p.b - base), base + prev * (p.b - base)
+                log_w += (self.units.visible_term(v, b_cur) - self.units.visible_term(v, b_prev)
+                          + (F.softplus(beta * act) - F.softplus(prev * act)).sum(-1)).double()
+                h = _bernoulli(torch.sigmoid(beta * act))
+                v = self.units.sample_visible(h, p.scaled(beta, base))[0]
+                prev = beta
+        log_z0 = self.n_hidden * math.log(2) + float(self.units.log_partition_visible(base[None], base)[0])
+        mean_log_w = float(torch.logsumexp(log_w, 0) - math.log(num_chains))
+        w = torch.exp(log_w - log_w.max())
+        se = float(w.std() / (w.mean() * math.sqrt(num_chains))) if num_chains > 1 else float("nan")
+        return log_z0 + mean_log_w, se
+
+    def log_partition(self, method: str = "auto", **ais_options: Any) -> tuple[float, float, str]:
+        """(log Z, standard error, method): exact when a layer has ≤ 20 units (``"auto"``), else AIS."""
+        check_choice("method", method, ("auto", "exact", "ais"))
+        small = self.n_hidden <= MAX_ENUMERATION or (self.visible == "bernoulli" and self.n_visible <= MAX_ENUMERATION)
+        use = ("exact" if small else "ais") if method == "auto" else method
+        cached = self._train_state["logz"]
+        if cached is not None and cached[2] == use and not ais_options:
+            return cached
+        if use == "exact":
+            out = (self.exact_log_partition(), 0.0, "exact")
+        else:
+            out = (*self.ais_log_partition(**ais_options), "ais")
+        self._train_state["logz"] = out
+        return out
+
+    def log_prob(self, x: Any) -> torch.Tensor:
+        """log p(v) = -F(v) - log Z per example (exact for small models, AIS estimate otherwise)."""
+        log_z = self.log_partition()[0]
+        return -self.free_energy(x) - log_z
+
+    def score(self, x: Any) -> torch.Tensor:
+        """The free energy (higher = less probable; needs no partition function)."""
+        return self.free_energy(x)
+
+    # --------------------------------------------------------------- queries
+    def transform(self, x: Any) -> torch.Tensor:
+        """Hidden features p(h = 1 | v)."""
+        with torch.no_grad():
+            return self.units.hidden_prob(self._visible(x), self.params)
+
+    encode = transform
+
+    def decode(self, h: Any) -> torch.Tensor:
+        """Visible means given hidden values."""
+        h = as_tensor(h, "h", ndim=2, shape=(self.n_hidden,), device=self.W.device)
+        with torch.no_grad():
+            return self._output(self.units.visible_mean(h, self.params))
+
+    def _output(self, v: torch.Tensor) -> torch.Tensor:
+        if self.visible == "softmax":
+            return v.reshape(len(v), self.n_visible, self.n_categories).argmax(-1)
+        return v
+
+    def _sample(self, n: int, steps: int = 1000, mean: bool = False, start: Any = None) -> torch.Tensor:
+        """``n`` independent Gibbs chains run ``steps`` sweeps from the base model (or from ``start``).
+
+        ``mean=True`` returns the visible means of the last sweep (smoother images).
+        """
+        check_positive("steps", steps, integer=True)
+        v = self.units.base_sample(n, self.base_bias) if start is None else self._visible(start, "start")
+        if len(v) != n:
+            raise ValueError(f"start: expected {n} rows, got {len(v)}")
+        p = self.params
+        v, ph = self._gibbs(v, p, steps)
+        if mean:
+            return self.units.visible_mean(torch.bernoulli(ph), p) if self.visible != "softmax" else self._output(v)
+        return self._output(v)
+
+    # ------------------------------------------------------------- Pyro MCMC
+    def gibbs_kernel(self, num_particles: int = 1) -> "BlockGibbsKernel":
+        """A ``pyro.infer.mcmc.MCMCKernel`` doing one block-Gibbs sweep per ``sample`` call."""
+        return BlockGibbsKernel(self, num_particles=num_particles)
+
+    mcmc_kernel = gibbs_kernel
+
+    def gibbs_chains(self, num_samples: int = 500, warmup_steps: int = 100, num_chains: int = 2,
+                     seed: int = 0, progress: bool = False):
+        """Run ``pyro.infer.MCMC`` with the Gibbs kernel; returns ArviZ ``InferenceData``.
+
+        The chains' variables are ``v`` (visible vector) and ``free_energy`` (a scalar
+        trace to diagnose with r-hat and ESS). Chains run one after the other, each
+        from its own seed (as the mcmc engine does).
+        """
+        import arviz as az
+        from pyro.infer import MCMC
+
+        draws = []
+        for chain in range(num_chains):
+            with seeded(seed + chain):
+                mcmc = MCMC(self.gibbs_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
+                            disable_progbar=not progress)
+                mcmc.run()
+            draws.append(mcmc.get_samples())
+        posterior = {k: torch.stack([d[k] for d in draws]).squeeze(2).cpu().numpy() for k in draws[0]}
+        return az.from_dict(posterior=posterior)
+
+    # -------------------------------------------------------------- examples
+    @classmethod
+    def _contract_case(cls) -> ContractCase:
+        g = torch.Generator().manual_seed(0)
+        proto = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 0, 1]], dtype=torch.float32)
+        x = proto[torch.randint(0, 2, (64,), generator=g)]
+        x = torch.where(torch.rand(x.shape, generator=g) < 0.1, 1 - x, x)
+        return ContractCase(cls(n_visible=8, n_hidden=4), x, {"epochs": 5, "batch_size": 16, "lr": 0.1},
+                            sample_kwargs={"steps": 20}, log_prob_data=x[:6])
+
+    @classmethod
+    def tour(cls, out_dir, progress: bool = False) -> str:
+        """PCD on binarised digits; saves the learned filters."""
+        import os
+
+        from .. import plot
+        from ..datasets import load
+
+        x = load("digits_binary", split="train").flat()
+        rbm = cls(n_visible=64, n_hidden=36)
+        rbm.fit(x, epochs=5, batch_size=20, lr=0.05, progress=progress, seed=0)
+        ax = plot.sample_grid(rbm.W.T.reshape(-1, 1, 8, 8), nrow=6, title="RBM filters on digits")
+        path = plot.save_figure(ax, os.path.join(out_dir, "rbm.png"))
+        return f"PCD-1, 5 epochs on digits, reconstruction error {rbm.validation_loss(x):.2f} -> {path}"
+
+
+class BlockGibbsKernel(MCMCKernel):
+    """Block Gibbs for an RBM as a Pyro MCMC kernel: each step samples h | v, then v | h.
+
+    The state is ``{"v": (num_particles, Dv), "free_energy": (num_particles,)}``;
+    the kernel leaves the RBM's distribution over v invariant.
+
+    Example:
+        >>> import torch, pyro, probgen
+        >>> rbm = probgen.models.RBM(n_visible=5, n_hidden=3)
+        >>> mcmc = pyro.infer.MCMC(rbm.gibbs_kernel(), num_samples=20, warmup_steps=5, disable_progbar=True)
+        >>> mcmc.run()
+        >>> mcmc.get_samples()["v"].shape
+        torch.Size([20, 1, 5])
+    """
+
+    def __init__(self, rbm: RBM, num_particles: int = 1):
+        check_positive("num_particles", num_particles, integer=True)
+        self.rbm, self.num_particles = rbm, int(num_particles)
+        self.transforms = {}  # the state is unconstrained: Pyro needs no transforms
+        self._initial = None
+        self._steps = 0
+
+    def setup(self, warmup_steps: int, *args: Any, **kwargs: Any) -> None:
+        self._steps = 0
+        if self._initial is None:
+            with torch.no_grad():
+                v = self.rbm.units.base_sample(self.num_particles, self.rbm.base_bias)
+            self._initial = self._state(v)
+
+    def _state(self, v: torch.Tensor) -> dict:
+        return {"v": v, "free_energy": -self.rbm.units.neg_free_energy(v, self.rbm.params)}
+
+    @property
+    def initial_params(self) -> dict:
+        return self._initial
+
+    @initial_params.setter
+    def initial_params(self, params: dict) -> None:
+        self._initial = self._state(params["v"].reshape(self.num_particles, -1).to(self.rbm.W))
+
+    def sample(self, params: dict) -> dict:
+        self._steps += 1
+        with torch.no_grad():
+            v = self.rbm._gibbs(params["v"], self.rbm.params, 1)[0]
+            return self._state(v)
+
+    def logging(self) -> dict:
+        return {"sweeps": self._steps}
+
+
+def _bernoulli(p: torch.Tensor) -> torch.Tensor:
+    # u < p is several times faster than torch.bernoulli on CPU for the small blocks CD works on
+    return (torch.rand_like(p) < p).to(p.dtype)
+
+
+def _binary_configurations(n: int, like: torch.Tensor, chunk: int = 1 << 16):
+    """All 2**n binary vectors, in chunks (as float tensors on ``like``'s device)."""
+    bits = 2 ** torch.arange(n - 1, -1, -1, device=like.device)
+    for start in range(0, 2 ** n, chunk):
+        idx = torch.arange(start, min(2 ** n, start + chunk), device=like.device)
+        yield ((idx[:, None] & bits) > 0).to(like.dtype)

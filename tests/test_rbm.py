@@ -1,0 +1,243 @@
+"""Restricted Boltzmann machines (probgen.models.rbm) and the RBM recommender (probgen.models.rbm_recommend)."""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pyro
+import pytest
+import torch
+from scipy import stats
+
+import probgen
+from probgen.models import RBM, RecommenderRBM
+from probgen.models.rbm import BlockGibbsKernel
+
+
+def _random_rbm(n_visible, n_hidden, visible="bernoulli", scale=0.5, seed=0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    rbm = RBM(n_visible, n_hidden, visible=visible, **kw)
+    dv = rbm.W.shape[0]
+    rbm.load_state_dict({"W": scale * torch.randn(dv, n_hidden, generator=g),
+                         "b": 0.5 * torch.randn(dv, generator=g), "c": 0.5 * torch.randn(n_hidden, generator=g),
+                         "base_bias": 0.3 * torch.randn(dv, generator=g)})
+    return rbm
+
+
+def _all_binary(n):
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)))
+
+
+def _two_patterns(n=200, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    proto = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]], dtype=torch.float32)
+    x = proto[torch.randint(0, 2, (n,), generator=g)]
+    return torch.where(torch.rand(x.shape, generator=g) < 0.05, 1 - x, x)
+
+
+# ------------------------------------------------------------------ partition function
+def test_ais_matches_exact_log_partition_of_12_hidden_units():
+    rbm = _random_rbm(24, 12, scale=0.4)
+    exact = rbm.exact_log_partition()
+    estimate, se = rbm.ais_log_partition(num_chains=100, num_betas=2000, seed=0)
+    assert se > 0
+    assert abs(estimate - exact) < 2 * se
+
+
+@pytest.mark.parametrize("visible", ["gaussian", "softmax"])
+def test_ais_matches_exact_for_other_visible_units(visible):
+    rbm = _random_rbm(5, 10, visible=visible, n_categories=3, scale=0.3)
+    exact = rbm.exact_log_partition()
+    estimate, se = rbm.ais_log_partition(num_chains=100, num_betas=1000, seed=0)
+    assert abs(estimate - exact) < 3 * se + 1e-3
+
+
+def test_exact_log_prob_is_normalised_and_both_enumerations_agree():
+    rbm = _random_rbm(8, 22, scale=0.3)  # hidden layer too big: enumerates the visible side
+    assert math.isclose(float(rbm.log_prob(_all_binary(8)).exp().sum()), 1.0, rel_tol=1e-4)
+    small = _random_rbm(8, 6)
+    by_hidden = small.exact_log_partition()
+    by_visible = float(torch.logsumexp(-small.free_energy(_all_binary(8)), 0))
+    assert math.isclose(by_hidden, by_visible, rel_tol=1e-5)
+    soft = _random_rbm(3, 4, visible="softmax", n_categories=3)
+    every = torch.tensor(list(itertools.product(range(3), repeat=3)))
+    assert math.isclose(float(soft.log_prob(every).exp().sum()), 1.0, rel_tol=1e-4)
+
+
+# ------------------------------------------------------------------ sampling
+def test_gibbs_kernel_leaves_the_exact_distribution_invariant():
+    rbm = _random_rbm(4, 3, scale=1.0)
+    states = _all_binary(4)
+    exact = rbm.log_prob(states).exp()
+    n = 20_000
+    with probgen.seeded(0):
+        start = states[torch.multinomial(exact, n, replacement=True)]
+        kernel = BlockGibbsKernel(rbm, num_particles=n)
+        kernel.initial_params = {"v": start}
+        after = kernel.sample(kernel.sample(kernel.initial_params))["v"]
+    codes = (after * torch.tensor([8.0, 4.0, 2.0, 1.0])).sum(1).long()
+    observed = torch.bincount(codes, minlength=16).numpy()
+    expected = exact.double().numpy()
+    assert stats.chisquare(observed, expected / expected.sum() * n).pvalue > 1e-3
+    uniform = np.full(16, n / 16)
+    assert stats.chisquare(observed, uniform).pvalue < 1e-6  # the test has power
+
+
+def test_kernel_runs_in_pyro_mcmc_and_gives_arviz():
+    rbm = _random_rbm(6, 4)
+    mcmc = pyro.infer.MCMC(rbm.gibbs_kernel(), num_samples=30, warmup_steps=10, disable_progbar=True)
+    mcmc.run()
+    assert mcmc.get_samples()["v"].shape == (30, 1, 6)
+    idata = rbm.gibbs_chains(num_samples=50, warmup_steps=10, num_chains=2, seed=0)
+    assert idata.posterior["free_energy"].shape == (2, 50)
+    import arviz as az
+
+    assert np.isfinite(float(az.rhat(idata)["free_energy"]))
+
+
+def test_samples_reproduce_and_match_data_after_training():
+    x = _two_patterns()
+    rbm = RBM(8, 6)
+    rbm.fit(x, epochs=30, batch_size=20, lr=0.1, progress=False, seed=0)
+    a, b = rbm.sample(200, seed=1, steps=200), rbm.sample(200, seed=1, steps=200)
+    assert torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    # most samples are close to one of the two training patterns
+    proto = torch.tensor([[1.0] * 4 + [0.0] * 4, [0.0] * 4 + [1.0] * 4])
+    dist = torch.cdist(a, proto, p=1).min(1).values
+    assert float((dist <= 1).float().mean()) > 0.6
+    h = rbm.transform(x[:5])
+    assert h.shape == (5, 6) and ((h >= 0) & (h <= 1)).all()
+    assert rbm.decode(h).shape == (5, 8)
+
+
+# ------------------------------------------------------------------ training
+@pytest.mark.parametrize("method", ["cd", "pcd", "pt"])
+def test_training_raises_the_exact_likelihood(method):
+    x = _two_patterns()
+    rbm = RBM(8, 4, method=method, k=1 if method != "cd" else 3)
+    before = float(rbm.log_prob(x).mean())
+    result = rbm.fit(x, epochs=20, batch_size=20, lr=0.1, progress=False, seed=0)
+    after = float(rbm.log_prob(x).mean())
+    assert result.engine == "mcmc" and "loss" in result.history
+    assert after > before + 1.0
+    assert after > -8 * math.log(2) + 1.5  # well above the uniform distribution
+
+
+def test_gaussian_rbm_fits_two_clusters():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(100, 3, generator=g) * 0.3 + 1.5, torch.randn(100, 3, generator=g) * 0.3 - 1.5])
+    rbm = RBM(3, 4, visible="gaussian")
+    before = float(rbm.log_prob(x).mean())
+    rbm.fit(x, epochs=30, batch_size=20, lr=0.02, progress=False, seed=0)
+    assert float(rbm.log_prob(x).mean()) > before
+
+
+def test_bad_input_is_reported_clearly():
+    rbm = RBM(4, 3)
+    with pytest.raises(ValueError, match="binary"):
+        rbm.fit(torch.rand(10, 4), progress=False)
+    with pytest.raises(ValueError, match="4 visible"):
+        rbm.free_energy(torch.ones(2, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        rbm.transform(torch.tensor([[0.0, 1.0, float("nan"), 0.0]]))
+    soft = RBM(2, 3, visible="softmax", n_categories=3)
+    with pytest.raises(ValueError, match=r"\[0, 2\]"):
+        soft.free_energy(torch.tensor([[0, 3]]))
+    with pytest.raises(ValueError, match="method"):
+        RBM(4, 3, method="gibbs")
+    with pytest.raises(ValueError, match="visible"):
+        RBM(4, 3, visible="poisson")
+    with pytest.raises(ValueError, match="unknown option"):
+        rbm.fit(torch.ones(4, 4), progress=False, temperature=2)
+
+
+def test_save_load_keeps_weights(tmp_path):
+    x = _two_patterns(60)
+    rbm = RBM(8, 3)
+    rbm.fit(x, epochs=3, batch_size=20, progress=False, seed=0)
+    back = probgen.load(probgen.save(rbm, tmp_path / "rbm.safetensors"))
+    assert torch.equal(back.sample(5, seed=0, steps=10), rbm.sample(5, seed=0, steps=10))
+    assert torch.allclose(back.log_prob(x), rbm.log_prob(x))
+
+
+# ------------------------------------------------------------------ recommendation
+def _taste_ratings(users=60, items=20, seed=0):
+    rng = np.random.Generator(np.random.PCG64(seed))
+    taste = rng.integers(0, 2, users)
+    rows = []
+    for u in range(users):
+        for m in rng.choice(items, size=min(12, items - 2), replace=False):
+            liked = (m % 2) == taste[u]
+            rows.append((u, int(m), float(rng.choice([4.0, 5.0]) if liked else rng.choice([1.0, 2.0]))))
+    return pd.DataFrame(rows, columns=["userId", "movieId", "rating"]), taste
+
+
+def test_recommender_learns_tastes_and_recommends():
+    df, taste = _taste_ratings()
+    test = df.groupby("userId").head(2)
+    train = df.drop(test.index)
+    rec = RecommenderRBM(n_hidden=8)
+    rec.fit(train, epochs=60, batch_size=10, lr=0.05, progress=False, seed=0)
+    global_mean = float(np.sqrt(((train["rating"].mean() - test["rating"]) ** 2).mean()))
+    assert rec.rmse(test) < 0.7 * global_mean
+    top = rec.recommend(0, k=3)
+    assert len(top) == 3 and set(top.columns) >= {"userId", "movieId", "predicted_rating", "rank"}
+    assert all(m % 2 == taste[0] for m in top["movieId"])  # the user's own taste
+    rated = set(train[train.userId == 0].movieId)
+    assert not rated & set(top["movieId"])
+    many = rec.recommend([0, 1, 2], k=2)
+    assert many["userId"].tolist() == [0, 0, 1, 1, 2, 2]
+    new = rec.recommend({0: 5.0, 2: 5.0, 1: 1.0}, k=2)  # a new user who likes even items
+    assert all(m % 2 == 0 for m in new["movieId"])
+    frame = rec.recommend(pd.DataFrame({"userId": [7, 7], "movieId": [1, 3], "rating": [5.0, 4.0]}), k=2)
+    assert all(m % 2 == 1 for m in frame["movieId"])
+    assert rec.score(test).shape == (len(test),)
+
+
+def test_recommender_bad_input():
+    df, _ = _taste_ratings(20, 10)
+    rec = RecommenderRBM(n_hidden=4)
+    rec.fit(df, epochs=2, progress=False, seed=0)
+    with pytest.raises(KeyError, match="user"):
+        rec.recommend(999)
+    with pytest.raises(KeyError, match="item"):
+        rec.recommend({12345: 4.0})
+    with pytest.raises(ValueError, match="out of range"):
+        rec.recommend({1: 7.0})
+    with pytest.raises(ValueError, match="out of range"):
+        rec.rmse(pd.DataFrame({"userId": [0], "movieId": [1], "rating": [3.3]}))
+    with pytest.raises(KeyError, match="rating"):
+        RecommenderRBM().fit(df.drop(columns="rating"), progress=False)
+    with pytest.raises(ValueError, match="missing"):
+        RecommenderRBM().fit(df.assign(rating=np.nan), progress=False)
+    with pytest.raises(probgen.core.base.NoLikelihoodError, match="instead"):
+        rec.log_prob(df)
+
+
+def test_recommender_save_load(tmp_path):
+    df, _ = _taste_ratings(20, 10)
+    rec = RecommenderRBM(n_hidden=4)
+    rec.fit(df, epochs=3, progress=False, seed=0)
+    back = probgen.load(probgen.save(rec, tmp_path / "rec.safetensors"))
+    pd.testing.assert_frame_equal(back.recommend([0, 1], k=3), rec.recommend([0, 1], k=3))
+
+
+# ------------------------------------------------------------------ benches
+def test_bench_rbm_quick():
+    from probgen.bench.rbm import run
+
+    frame = run(quick=True).frame()
+    assert len(frame) == 4 and frame["probgen"].notna().all()
+    acc = frame[frame.metric.str.contains("accuracy")].probgen
+    assert (acc > 0.5).all()
+
+
+def test_bench_recommend_quick():
+    from probgen.bench.recommend import run
+
+    frame = run(quick=True).frame()
+    assert len(frame) == 4
+    rmse = frame[frame.metric == "RMSE"]
+    assert ((rmse.probgen > 0.3) & (rmse.probgen < 2.0)).all()
