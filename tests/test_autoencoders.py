@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import probgen  # noqa: E402
+import probgen.tasks  # noqa: E402,F401
 from probgen.core.base import NoLikelihoodError  # noqa: E402
 from probgen.datasets import load  # noqa: E402
 from probgen.models import AdversarialAutoencoder, Autoencoder, VAE  # noqa: E402

@@ -151,6 +151,17 @@ class VAE(_CodecMixin, Model, PyroModule):
             with self._beta_scale():
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
+    def _fit_svi(self, data: Any, **options: Any):
+        from ..infer.svi import fit_svi
+
+        if not options.get("jit"):
+            return fit_svi(self, data, **options)
+        # Pyro's JIT ELBOs look parameters up in the global param store, which module-local
+        # parameters bypass. For a JIT fit this model's own parameter tensors are registered in a
+        # fresh, private store (the same tensors, so the optimizer and state_dict see every update).
+        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+            return fit_svi(self, data, **options)
+
     # ---------------------------------------------------------------- queries
     def _log_px(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.likelihood == "bernoulli":
@@ -254,7 +265,7 @@ class VAE(_CodecMixin, Model, PyroModule):
 
         data = load("digits_binary", split="train")
         model = cls(latent_dim=8, hidden=(128,), num_classes=10)
-        result = model.fit(data, epochs=30, lr=3e-3, progress=progress, seed=0)
+        result = model.fit(data, epochs=10, lr=5e-3, progress=progress, seed=0)
         grid = model.sample(40, seed=0, y=torch.arange(10).repeat_interleave(4))
         path = save_figure(sample_grid(grid, nrow=8, title="conditional VAE samples, 4 per digit"),
                            os.path.join(out_dir, "vae.png"))
