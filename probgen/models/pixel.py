@@ -83,7 +83,8 @@ class _PixelModel(Model):
 
     def _setup(self, image_shape: Sequence[int], output: str, num_classes: int | None, mixtures: int) -> None:
         shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
-        if shape is None or len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        bad = shape is None or len(shape) != 2
+        if bad or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
             raise ValueError(f"image_shape: expected (height, width) of positive ints, got {image_shape!r}")
         self.image_shape = shape
         self.output = check_choice("output", output, _OUTPUTS)
@@ -115,7 +116,8 @@ class _PixelModel(Model):
         if t.dim() == 3:
             t = t[:, None]
         if tuple(t.shape[1:]) != (1, h, w):
-            raise ValueError(f"{name}: expected images of shape (n, 1, {h}, {w}) or (n, {h}, {w}), got {tuple(t.shape)}")
+            raise ValueError(f"{name}: expected images of shape (n, 1, {h}, {w}) or (n, {h}, {w}), "
+                             f"got {tuple(t.shape)}")
         if self.output == "bernoulli":
             if not torch.all((t == 0) | (t == 1)):
                 raise ValueError(f"{name}: expected binary pixels in {{0, 1}} for output='bernoulli' (binarize first)")
@@ -261,7 +263,8 @@ class _PixelModel(Model):
         try:
             m = m.expand(len(x), h, w)
         except RuntimeError as exc:
-            raise ValueError(f"mask: expected shape (n, 1, {h}, {w}), (n, {h}, {w}) or ({h}, {w}), got {tuple(m.shape)}") from exc
+            raise ValueError(f"mask: expected shape (n, 1, {h}, {w}), (n, {h}, {w}) or ({h}, {w}), "
+                             f"got {tuple(m.shape)}") from exc
         x = x.clone()
         x[:, 0][~m] = 0.0
         with seeded(seed), torch.no_grad():
@@ -406,7 +409,7 @@ class PixelCNN(_PixelModel):
             c_in = b.vconv.in_channels
             cache["v"].append(x.new_zeros(n, c_in, h + 2 * pv, w))
             cache["h"].append(x.new_zeros(n, c_in, 1, w + 2 * ph))
-        p0, q0 = self.blocks[0].vconv.padding[0], self.blocks[0].hconv.padding[1]
+        p0 = self.blocks[0].vconv.padding[0]
         cache["v"][0][:, :, p0:p0 + h] = 2 * x - 1
         cache["x"] = 2 * x - 1
         return cache
