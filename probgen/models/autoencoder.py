@@ -20,6 +20,7 @@ from torch import nn
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive, check_probability
 from ..core.random import seeded
+from ..infer.adversarial import fit_adversarial
 from ..infer.mle import fit_mle
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.mlp import MLP, activation
@@ -152,11 +153,11 @@ class _CodecMixin:
     def _check_values(self, t: torch.Tensor, name: str) -> None:
         pass
 
-    def fit(self, data: Any, *, inference: str | None = None, **options: Any):
-        if not self.built:  # build the networks from the data under the fit's seed
+    def _build_for_fit(self, data: Any, options: dict) -> None:
+        """Build the networks from the data under the fit's seed (so ``seed=`` also fixes the initial weights)."""
+        if not self.built:
             with seeded(options.get("seed")):
                 self.prepare_data(data)
-        return super().fit(data, inference=inference, **options)
 
 
 def _in_unit_interval(t: torch.Tensor, name: str, hint: str) -> None:
@@ -261,6 +262,7 @@ class Autoencoder(_CodecMixin, Model):
         return self._recon_error(self.decoder(self.encoder(x)), x).mean()
 
     def _fit_mle(self, data: Any, **options: Any):
+        self._build_for_fit(data, options)
         result = fit_mle(self, data, **options)
         self._fit_code_distribution(self.prepare_data(data)[0])
         return result
@@ -405,6 +407,10 @@ class AdversarialAutoencoder(Autoencoder):
             out = self.decoder(z)
             px = dist.Bernoulli(logits=out) if self.loss == "bce" else dist.Normal(out, 1.0)
             return pyro.sample("x", px.to_event(len(self.data_shape)), obs=x)
+
+    def _fit_adversarial(self, data: Any, **options: Any):
+        self._build_for_fit(data, options)
+        return fit_adversarial(self, data, **options)
 
     def _fit_mle(self, data: Any, **options: Any):
         raise ValueError("inference: an AdversarialAutoencoder trains with 'adversarial'; "

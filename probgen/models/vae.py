@@ -154,6 +154,7 @@ class VAE(_CodecMixin, Model, PyroModule):
     def _fit_svi(self, data: Any, **options: Any):
         from ..infer.svi import fit_svi
 
+        self._build_for_fit(data, options)
         if not options.get("jit"):
             return fit_svi(self, data, **options)
         # Pyro's JIT ELBOs look parameters up in the global param store, which module-local
