@@ -55,7 +55,7 @@ def _case(report: Report, quick: bool, device: torch.device, network: str, hidde
     from ..models.vae import VAE
 
     x = load("mnist5k_binary", split="train").x  # (n, 1, 28, 28)
-    steps = 10 if quick else 60
+    steps = 10 if quick else 40
     repeats = 1 if quick else 3
     model = VAE(data_shape=x.shape[1:], latent_dim=16, network=network, hidden=hidden).to(device)
     # the baseline trains plain-torch networks of the same classes, with the same initial weights
