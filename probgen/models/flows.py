@@ -135,7 +135,7 @@ class Flow(Model):
         return self.context_dim is not None
 
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        t = as_tensor(x, name, ndim=(1, 2) if self.dim == 1 else 2, device=self.device)
+        t = as_tensor(x, name, ndim=(1, 2) if self.dim == 1 else 2, device=self.device, dtype=self.x_loc.dtype)
         if t.dim() == 1:
             t = t[:, None]
         if t.shape[-1] != self.dim:
@@ -150,7 +150,7 @@ class Flow(Model):
         if context is None:
             raise ValueError(f"{name}: this flow is conditional (context_dim={self.context_dim}); "
                              f"pass context of shape (n, {self.context_dim})")
-        c = as_tensor(context, name, ndim=(1, 2), device=self.device)
+        c = as_tensor(context, name, ndim=(1, 2), device=self.device, dtype=self.x_loc.dtype)
         if c.dim() == 1:
             c = c[:, None] if self.context_dim == 1 and rows not in (None, 1) else c[None]
         if c.shape[-1] != self.context_dim:
@@ -273,7 +273,7 @@ class Flow(Model):
         """
         if self.dim != 1:
             raise ValueError(f"quantile: defined for 1-D flows only, this flow has dim={self.dim}")
-        q = as_tensor(q, "q", ndim=(0, 1), device=self.device).reshape(-1)
+        q = as_tensor(q, "q", ndim=(0, 1), device=self.device, dtype=self.x_loc.dtype).reshape(-1)
         if torch.any((q <= 0) | (q >= 1)):
             raise ValueError(f"q: expected probabilities strictly between 0 and 1, got {q.tolist()}")
         if self.base_kind == "student":
