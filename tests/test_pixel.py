@@ -173,3 +173,14 @@ def test_bench_quick():
     assert (same.probgen == 1.0).all()
     times = frame[frame.metric == "sampling time"]
     assert (times.probgen > 0).all() and (times.baseline > 0).all()
+
+
+def test_likelihood_rows_quick():
+    from probgen.bench.pixel_sampling import likelihood_rows
+
+    rows = likelihood_rows(quick=True)
+    assert [r["model"] for r in rows] == ["PixelCNN", "PixelRNN (Row LSTM)", "PixelRNN (Diagonal BiLSTM)"]
+    for r in rows:
+        assert set(r) == {"model", "nll_nats", "k_or_method", "protocol"}
+        # a few steps cannot beat the data much, but the exact NLL lies below 784 ln 2 = 543 nats (coin flips)
+        assert 0 < r["nll_nats"] < 784 * math.log(2)

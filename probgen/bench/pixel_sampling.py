@@ -60,16 +60,16 @@ def likelihood_rows(quick: bool = False, device: str = "cpu", cpu_budget_s: floa
     Trained on ``split="train"`` (4,000 images) with early stopping on ``split="val"``
     (500), evaluated on ``split="test"`` (500). Each model's training is capped at
     ``cpu_budget_s`` seconds of process CPU time (default 150; quick: a few steps on
-    256 images, for the test suite).
+    128 images, for the test suite).
     """
     from ..datasets import load
     from ..models.pixel import PixelCNN, PixelRNN
 
     dev = resolve_device(device)
     train, val, test = (load("mnist5k_binary", split=s) for s in ("train", "val", "test"))
-    budget = cpu_budget_s if cpu_budget_s is not None else (5.0 if quick else 150.0)
+    budget = cpu_budget_s if cpu_budget_s is not None else (2.0 if quick else 150.0)
     if quick:
-        train, val, test = train.x[:256], val.x[:64], test.x[:64]
+        train, val, test = train.x[:128], val.x[:32], test.x[:32]
     else:
         train, val, test = train.x, val.x, test.x
     specs = [
