@@ -34,13 +34,13 @@ def test_si_on_connected_graph_infects_every_node():
 
 
 def test_sir_complete_graph_matches_kermack_mckendrick():
-    n, gamma, r0 = 400, 0.5, 2.0
+    n, gamma, r0 = 300, 0.5, 2.0
     beta = r0 * -math.expm1(-gamma) / n  # R0 = beta * n * E[infectious steps]
-    out = Spread(nx.complete_graph(n), "SIR", beta=beta, gamma=gamma).simulate(200, 80, initial=4, seed=0)
+    out = Spread(nx.complete_graph(n), "SIR", beta=beta, gamma=gamma).simulate(160, 80, initial=4, seed=0)
     assert torch.all(out.count("I")[:, -1] == 0)  # every run is over
     z = out.final_size.double() / n
     major = z[z > 0.3]  # minor outbreaks die out early; the equation describes major ones
-    assert len(major) > 150
+    assert len(major) > 120
     se = float(major.std() / math.sqrt(len(major)))
     assert abs(float(major.mean()) - final_size_equation(r0)) < 3 * se + 1e-3
     # compartments always add up to n
@@ -59,8 +59,11 @@ def test_independent_cascade_on_tree_matches_exact_probabilities():
 
 
 def test_linear_threshold_and_seir_run_and_are_monotone():
-    out = Spread(KARATE, "LT").simulate(30, 20, initial=[0, 33], seed=0)
+    lt = Spread(KARATE, "LT")
+    out = lt.simulate(30, 20, initial=[0, 33], seed=0, record_states=True)
     assert torch.all(out.count("active").diff(dim=1) >= 0)
+    assert torch.all(out.states[:, 1:][out.states[:, :-1] == 2] == 2)  # active nodes stay active
+    assert torch.isfinite(lt.log_prob(out)).all()
     seir = Spread(KARATE, "SEIR", beta=0.5, gamma=0.3, sigma=0.5).simulate(30, 40, initial=[0], seed=0, record_states=True)
     assert torch.all(seir.counts.sum(-1) == 34)
     # onset after exposure, recovery after onset
@@ -70,7 +73,7 @@ def test_linear_threshold_and_seir_run_and_are_monotone():
     assert torch.all(sis.counts.sum(-1) == 34)
 
 
-def test_seeds_reproduce_and_sellke_matches_stepwise_probabilities():
+def test_seeds_reproduce_and_first_step_matches_chain_binomial():
     m = Spread(KARATE, "SIR", beta=0.3, gamma=0.2)
     a, b = m.simulate(30, 20, seed=5), m.simulate(30, 20, seed=5)
     assert torch.equal(a.counts, b.counts) and torch.equal(a.infection_time, b.infection_time)

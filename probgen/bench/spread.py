@@ -103,7 +103,7 @@ def _calibration(report: Report, quick: bool) -> None:
     from ..models.spread import Spread
 
     graph = datasets.load("karate")
-    outbreaks, samples = (2, 40) if quick else (20, 300)
+    outbreaks, samples = (2, 40) if quick else (20, 200)
     rng = np.random.default_rng(0)
     rows = []
     start = time.perf_counter()

@@ -220,7 +220,7 @@ class Spread(Model, PyroModule):
 
         Arguments:
             runs: number of runs, simulated together (``chunk`` at a time; default
-                keeps the working set near 2.5 million node-runs).
+                keeps the working set near 4 million node-runs).
             steps: number of steps (default: the model's ``steps``).
             initial: seed nodes (a list of node ids, the same in every run; one
                 node id that is not an int may be given bare), or an int k for k
@@ -245,7 +245,7 @@ class Spread(Model, PyroModule):
             x0 = self._initial_states(runs, initial, immune, device)
             if method == "gillespie":
                 return self._gillespie(runs, steps, x0, use, record_states, seed)
-            chunk = max(1, min(runs, 2_500_000 // max(self.n, 1))) if chunk is None else check_positive("chunk", chunk, integer=True)
+            chunk = max(1, min(runs, 4_000_000 // max(self.n, 1))) if chunk is None else check_positive("chunk", chunk, integer=True)
             return simulate_batch(self.adjacency(device), self.kind, self._hazard(use), x0, steps, chunk=chunk,
                                   record_states=record_states, progress=progress)
 
@@ -645,7 +645,7 @@ class Spread(Model, PyroModule):
         g = datasets.load("karate")
         m = cls(g, "SIR", beta=0.4, gamma=0.3, initial=[0], steps=15)
         data = m.simulate(1, 15, seed=1, record_states=True)
-        return ContractCase(m, data, {"num_samples": 60, "warmup_steps": 60, "num_chains": 1},
+        return ContractCase(m, data, {"inference": "svi", "steps": 60, "lr": 0.05},
                             sample_kwargs={}, log_prob_data=data.states[:, :, :])
 
     @classmethod

@@ -1,15 +1,17 @@
 """Batched stochastic simulation of spreading processes on a graph.
 
-Discrete time: every step, the whole batch of runs advances with ONE sparse
-product ``pressure = A^T @ infectious`` (nodes x runs), where ``A[u, v]`` is the
-weight of the edge u -> v. A susceptible node v is infected in a step with
-probability ``1 - exp(-beta * pressure_v)``, which equals ``1 - prod_u (1 - p_uv)``
-with ``p_uv = 1 - exp(-beta * w_uv)``: every infectious in-neighbour tries
+Discrete time, ``dt = 1``. A susceptible node v is infected in a step with
+probability ``1 - exp(-beta * pressure_v)``, ``pressure_v = sum_u w_uv 1[u
+infectious]`` (``A[u, v] = w_uv``), which equals ``1 - prod_u (1 - p_uv)`` with
+``p_uv = 1 - exp(-beta * w_uv)``: every infectious in-neighbour tries
 independently. An infectious node recovers with probability ``1 - exp(-gamma)``
-per step (SEIR: E -> I with ``1 - exp(-sigma)``), so rates are per unit time and
-``dt = 1``. Transitions test a single Exp(1) variate per node and run
-(``rate * pressure > E`` is ``u < 1 - exp(-rate * pressure)``), which halves the
-random numbers: a node is in one state only.
+per step (SEIR: E -> I with ``1 - exp(-sigma)``), so rates are per unit time.
+
+Every step advances the whole batch of runs with one sparse product. SIS and
+linear threshold use ``pressure = A^T @ infectious`` (nodes x runs, CSR). The
+monotone models (SI, SIR, SEIR, cascade) use the equivalent first-passage form
+(see ``_run_fpp``): one sparse (min, +) product of the nodes infected at step t
+with the adjacency, so the work follows the outbreak instead of nodes x steps.
 
 Independent cascade is the SIR case where a newly active node tries once
 (recovery probability 1) with ``p_uv = 1 - (1 - p) ** w_uv``; linear threshold
@@ -134,6 +136,7 @@ def simulate_batch(at: torch.Tensor, kind: str, rates: dict[str, torch.Tensor], 
     immune = (initial == R).T.contiguous()
     counts = None if monotone else torch.zeros(runs, steps + 1, 2, dtype=torch.long, device=device)
     states = torch.zeros(runs, steps + 1, n, dtype=torch.int8, device=device) if (record_states and not monotone) else None
+    out_csr = _out_csr(at) if kind in ("SI", "SIR", "SEIR", "IC") else None
     bar = progress_bar(total=runs * steps, enabled=progress, desc=f"simulate {kind}")
     for lo in range(0, runs, chunk):
         hi = min(runs, lo + chunk)
@@ -145,8 +148,8 @@ def simulate_batch(at: torch.Tensor, kind: str, rates: dict[str, torch.Tensor], 
         elif kind == "LT":
             _run_threshold(at, x0, steps, inf_time[lo:hi], bar)
         else:
-            _run_sellke(at, kind, col, x0, steps, inf_time[lo:hi], None if ons_time is None else ons_time[lo:hi],
-                        None if rec_time is None else rec_time[lo:hi], bar)
+            _run_fpp(out_csr, kind, col, x0, steps, inf_time[lo:hi], None if ons_time is None else ons_time[lo:hi],
+                     None if rec_time is None else rec_time[lo:hi], bar)
     bar.close()
     names = tuple(name for name, _ in COMPARTMENTS[kind])
     if monotone:
@@ -157,60 +160,90 @@ def simulate_batch(at: torch.Tensor, kind: str, rates: dict[str, torch.Tensor], 
     return Outbreaks(counts, names, inf_time, rec_time, ons_time, states, times)
 
 
-def _run_sellke(at, kind, rates, x0, steps, inf_out, ons_out, rec_out, bar) -> None:
-    # Sellke construction: node v is infected at the first step where its
-    # cumulative infection pressure C_v = sum_s pressure_v(s) exceeds tau_v / beta,
-    # with tau_v ~ Exp(1) drawn once. P(still susceptible after the steps s < t)
-    # = exp(-beta * C_v(t)), exactly the step-by-step chain binomial, but it needs
-    # no random numbers inside the loop; infectious (D) and latent (L) periods are
-    # geometric, drawn once. Each step is then a handful of elementwise passes and
-    # one sparse product: this is where the speed of the batch simulator comes from.
+def _run_fpp(at_out, kind, rates, x0, steps, inf_out, ons_out, rec_out, bar) -> None:
+    # Event-driven and exact: with independent attempts on every edge at every step,
+    # u (infected at T_u, infectious from T_u + L_u for D_u steps) infects v at
+    # T_u + L_u + K_uv, K_uv ~ Geometric(1 - exp(-beta w_uv)) the step of the first
+    # successful attempt (none if K_uv > D_u), and T_v is the minimum over its
+    # in-neighbours: first-passage percolation. Step t is one sparse (min, +)
+    # product of the nodes infected at t with the adjacency; random numbers are
+    # drawn only for the edges and nodes that the epidemic reaches, so the cost
+    # follows the outbreak, not nodes x steps.
+    rowptr, col, wts = at_out
     n, b = x0.shape
     device = x0.device
-    beta = rates["beta"]
-    tau = -torch.log1p(-torch.rand(n, b, device=device)) / beta  # beta = 0 -> inf: never infected
-    tau.masked_fill_(x0 == I, -1.0)
-    tau.masked_fill_(x0 == R, math.inf)
-    big = float(steps + 1)
-    if kind in ("SIR", "SEIR"):
-        dur = torch.ceil(-torch.log1p(-torch.rand(n, b, device=device)) / rates["gamma"]).clamp_(1.0, big)
-    elif kind == "IC":
-        dur = torch.ones(n, b, device=device)
-    else:  # SI
-        dur = torch.full((n, b), big, device=device)
-    rem = dur.clone()
-    if kind == "SEIR":
-        lat = torch.ceil(-torch.log1p(-torch.rand(n, b, device=device)) / rates["sigma"]).clamp_(1.0, big)
-        lat.masked_fill_(x0 == I, 0.0)  # initial seeds are infectious at once
-        rem += lat
-    cum = torch.zeros(n, b, device=device)
-    acc = torch.zeros(n, b, dtype=torch.int16 if steps < 32000 else torch.int32, device=device)
+    never = torch.iinfo(torch.int32).max
+    t_inf = torch.full((n, b), never, dtype=torch.int32, device=device)
+    t_inf[x0 == I] = 0
+    blocked = (x0 == R).reshape(-1)
+    lat = torch.zeros(n, b, dtype=torch.int32, device=device)
+    dur = torch.zeros(n, b, dtype=torch.int32, device=device)
+    flat_t = t_inf.view(-1)
+    cap = steps + 1
+    beta = rates["beta"].expand(1, b).reshape(-1)
+    gamma = rates["gamma"].expand(1, b).reshape(-1) if "gamma" in rates else None
+    sigma = rates["sigma"].expand(1, b).reshape(-1) if "sigma" in rates else None
+    deg = rowptr[1:] - rowptr[:-1]
+    # pending[t]: flat (node, run) indices that received a candidate time t; the
+    # nodes infected at t are among them, so no step scans all nodes x runs
+    pending: dict[int, list[torch.Tensor]] = {0: [(x0 == I).reshape(-1).nonzero()[:, 0]]}
     done = steps
-    for t in range(steps):
-        ever = cum > tau
-        active = ever & (rem > 0)
-        if t % 8 == 0 and not bool(active.any()):
+    for t in range(steps + 1):
+        if not pending:
             done = t
             break
-        acc += ever
-        if kind == "SEIR":
-            infectious = (active & (rem <= dur)).to(torch.float32)
-            rem -= active.to(torch.float32)
-        else:
-            infectious = active.to(torch.float32)
-            rem -= infectious
-        cum += torch.sparse.mm(at, infectious)
-        bar.update(b)
-    bar.update(b * (steps - done))
-    ever = cum > tau
-    t_inf = torch.where(ever, done - acc.to(torch.long), torch.full_like(acc, -1, dtype=torch.long))
-    inf_out.copy_(t_inf.T)
+        hits = pending.pop(t, None)
+        if hits is None:
+            bar.update(b if t < steps else 0)
+            continue
+        idx = torch.unique(torch.cat(hits))
+        idx = idx[flat_t[idx] == t]
+        if len(idx):
+            u, r = idx // b, idx % b
+            if kind == "SEIR":
+                lu = torch.ceil(-torch.log1p(-torch.rand(len(idx), device=device)) / sigma[r]).clamp_(1, cap).int()
+                if t == 0:  # the seeds are infectious at once
+                    lu = torch.zeros_like(lu)
+                lat.view(-1)[idx] = lu
+            else:
+                lu = torch.zeros(len(idx), dtype=torch.int32, device=device)
+            if kind in ("SIR", "SEIR"):
+                du = torch.ceil(-torch.log1p(-torch.rand(len(idx), device=device)) / gamma[r]).clamp_(1, cap).int()
+            elif kind == "IC":
+                du = torch.ones(len(idx), dtype=torch.int32, device=device)
+            else:
+                du = torch.full((len(idx),), cap, dtype=torch.int32, device=device)
+            dur.view(-1)[idx] = du
+            cnt = deg[u]
+            total = int(cnt.sum())
+            if total and t < steps:
+                src = torch.repeat_interleave(torch.arange(len(idx), device=device), cnt)
+                start = torch.cumsum(cnt, 0) - cnt
+                e = rowptr[u][src] + torch.arange(total, device=device) - start[src]
+                v = col[e]
+                hazard = beta[r[src]] * wts[e]
+                k = torch.ceil(-torch.log1p(-torch.rand(total, device=device)) / hazard)
+                ok = k <= du[src].to(k.dtype)
+                cand = (t + lu[src] + k.clamp(max=cap).int())[ok]
+                target = (v * b + r[src])[ok]
+                keep = ~blocked[target] & (cand <= steps) & (cand < flat_t[target])
+                target, cand = target[keep], cand[keep]
+                flat_t.scatter_reduce_(0, target, cand, reduce="amin")
+                cand, order = torch.sort(cand)
+                when, counts = torch.unique_consecutive(cand, return_counts=True)
+                for w, part in zip(when.tolist(), torch.split(target[order], counts.tolist())):
+                    pending.setdefault(w, []).append(part)
+        bar.update(b if t < steps else 0)
+    bar.update(b * max(0, steps - done))
+    ever = t_inf <= steps
+    ti = torch.where(ever, t_inf.long(), torch.full_like(t_inf, -1, dtype=torch.long))
+    inf_out.copy_(ti.T)
     if kind == "SEIR":
-        onset = torch.where(ever & (t_inf + lat.long() <= steps), t_inf + lat.long(), -1)
-        ons_out.copy_(onset.T)
-        end = t_inf + lat.long() + dur.long()
+        onset = ti + lat.long()
+        ons_out.copy_(torch.where(ever & (onset <= steps), onset, -1).T)
+        end = onset + dur.long()
     else:
-        end = t_inf + dur.long()
+        end = ti + dur.long()
     if rec_out is not None:
         rec_out.copy_(torch.where(ever & (end <= steps), end, -1).T)
 
@@ -234,7 +267,7 @@ def _run_threshold(at, x0, steps, inf_out, bar) -> None:
             bar.update(b * (steps - done))
             break
         ever = new
-    t_inf = torch.where(ever, done - acc.long() if done == steps else (done - 1) - acc.long() + 1, -1)
+    t_inf = torch.where(ever, done - acc.long(), -1)  # acc counts the steps a node was already active
     inf_out.copy_(t_inf.T)
 
 
@@ -309,6 +342,14 @@ def states_from_times(steps, t_inf, t_ons, t_rec, immune, kind) -> torch.Tensor:
         x += at_or_before(t_rec).to(torch.int8) * (R - I)
     x.masked_fill_(immune[:, None, :], R)
     return x
+
+
+def _out_csr(at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rowptr, col, weight) of the out-edges u -> v, from ``A^T`` in CSR form."""
+    coo = at.to_sparse_coo().coalesce()
+    dst, src = coo.indices()
+    out = torch.sparse_coo_tensor(torch.stack([src, dst]), coo.values(), coo.shape).coalesce().to_sparse_csr()
+    return out.crow_indices(), out.col_indices(), out.values()
 
 
 def _col(value: torch.Tensor | None, lo: int, hi: int, device) -> torch.Tensor | None:
