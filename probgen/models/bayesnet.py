@@ -118,7 +118,7 @@ class BayesianNetwork(Model):
         return tuple(len(self.states[p]) for p in self.parents[node]) + (len(self.states[node]),)
 
     def _check_table(self, node: str, table: Any, shape: tuple[int, ...]) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(table, dtype=np.float64))
+        t = torch.tensor(np.asarray(table, dtype=np.float64))  # a copy: never share the caller's memory
         if tuple(t.shape) != shape:
             if t.numel() == int(np.prod(shape)) and t.dim() == 2 and len(shape) > 1:
                 raise ValueError(f"cpds[{node!r}]: expected shape {shape} (parents {self.parents[node]} then the "
@@ -154,7 +154,8 @@ class BayesianNetwork(Model):
         self._check_node(node, "node")
         t = self._check_table(node, table, self.cpt_shape(node))
         getattr(self, f"cpt_{self.index[node]}").copy_(t)
-        self._plans.clear()
+        for plan in self._plans.values():  # compiled plans stay valid; only their cached tensors go
+            plan.cache.clear()
 
     @property
     def edges(self) -> list[tuple[str, str]]:
@@ -247,19 +248,29 @@ class BayesianNetwork(Model):
     @classmethod
     def example(cls, name: str) -> "BayesianNetwork":
         """A bnlearn network shipped with pgmpy (``asia``, ``alarm``, ``child``, ...), read offline."""
-        from ..datasets import load
-        from ..datasets._catalog import BN_NAMES
+        from ..datasets._catalog import BN_NAMES, _bif_text
+        from .bayesnet_bif import parse_bif
 
         if name not in BN_NAMES:
             raise unknown_key("network", name, BN_NAMES)
-        return cls.from_pgmpy(load(name), name=name)
+        # the same BIF text probgen.datasets.load(name) hands to pgmpy, read by the fast parser
+        edges, cpds, states, nodes = _parsed(name, _bif_text, parse_bif)
+        return cls(edges, cpds=cpds, states=states, nodes=nodes, name=name)
 
     @classmethod
     def read_bif(cls, path: str) -> "BayesianNetwork":
-        """Read a BIF file (through pgmpy's ``BIFReader``)."""
-        from pgmpy.readwrite import BIFReader
+        """Read a BIF file (a fast reader; pgmpy's ``BIFReader`` when the file uses more of BIF)."""
+        from .bayesnet_bif import parse_bif
 
-        return cls.from_pgmpy(BIFReader(str(path)).get_model())
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        try:
+            edges, cpds, states, nodes = parse_bif(text)
+        except ValueError:
+            from pgmpy.readwrite import BIFReader
+
+            return cls.from_pgmpy(BIFReader(string=text).get_model())
+        return cls(edges, cpds=cpds, states=states, nodes=nodes)
 
     def write_bif(self, path: str) -> None:
         """Write the network as a BIF file (through pgmpy's ``BIFWriter``)."""
@@ -506,7 +517,10 @@ class BayesianNetwork(Model):
 
         self._check_node(treatment, "treatment")
         self._check_node(outcome, "outcome")
-        sets = CausalInference(self.to_pgmpy()).get_all_backdoor_adjustment_sets(treatment, outcome)
+        ci = CausalInference(self.to_pgmpy())
+        sets = ci.get_all_backdoor_adjustment_sets(treatment, outcome)
+        if not sets and ci.is_valid_backdoor_adjustment_set(treatment, outcome, []):
+            sets = [frozenset()]  # no backdoor path: nothing to adjust for
         return sorted((frozenset(s) for s in sets), key=lambda s: (len(s), sorted(s)))
 
     def ate(self, treatment: str, outcome: str, treated: Any, control: Any, *,
@@ -597,6 +611,15 @@ class BayesianNetwork(Model):
                                title="asia: evidence (yellow), target (teal)")
         plot.save_figure(ax, os.path.join(out_dir, "bayesnet_asia.png"))
         return f"asia: P(lung=yes | xray, dysp, smoker) = {post['yes'].iloc[0]:.3f}; drew the network"
+
+
+_PARSED: dict = {}
+
+
+def _parsed(name: str, text_fn, parse_fn):
+    if name not in _PARSED:
+        _PARSED[name] = parse_fn(text_fn(name))
+    return _PARSED[name]
 
 
 def _state_str(v: Any) -> str:

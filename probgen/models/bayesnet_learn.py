@@ -194,7 +194,10 @@ def learn_structure(cls, data: pd.DataFrame, method: str, score: str, significan
     if method == "hill_climb":
         names = {"bic": "bic-d", "bdeu": "bdeu", "k2": "k2"}
         check_choice("score", score, tuple(names))
-        est = HillClimbSearch(scoring_method=names[score], max_indegree=max_indegree, return_type="dag",
+        from pgmpy.structure_score import get_scoring_method
+
+        scorer = get_scoring_method(names[score], frame)  # an instance: the string form is much slower
+        est = HillClimbSearch(scoring_method=scorer, max_indegree=max_indegree, return_type="dag",
                               show_progress=progress)
         dag = est.fit(frame).causal_graph_
     else:

@@ -325,6 +325,27 @@ def _pattern_groups(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return groups
 
 
+def _row_cost(plan: Plan, spec: NetSpec, rows: int = 1000) -> float:
+    nf = len(plan.factors)
+    cost = 0.0
+    for j, (_ops, out, x) in enumerate(plan.steps):
+        size = math.prod(spec.cards[u] for u in set(out) | ({x} if x is not None else set()))
+        cost += size if plan.batched[nf + j] else size / rows
+    return cost
+
+
+def _compile_best(spec: NetSpec, targets, observed, do_vars, keep_all: bool) -> Plan:
+    """The plan of least per-row work among a few batch weightings (only tried for big plans)."""
+    plan = compile_plan(spec, targets, observed, do_vars, keep_all=keep_all)
+    if plan.max_row_elems <= 4096:
+        return plan
+    best = (_row_cost(plan, spec), plan)
+    for weight in (1, 16):
+        other = compile_plan(spec, targets, observed, do_vars, keep_all=keep_all, batch_weight=weight)
+        best = min(best, (_row_cost(other, spec), other), key=lambda t: t[0])
+    return best[1]
+
+
 def batched_query(spec: NetSpec, cpts: Sequence[torch.Tensor], values: torch.Tensor, targets: Sequence[int],
                   do: dict[int, int] | None = None, *, mode: str = "joint", chunk_size: int | None = None,
                   memory_budget: float = 2.5e8, plan_cache: dict | None = None,
@@ -362,7 +383,7 @@ def batched_query(spec: NetSpec, cpts: Sequence[torch.Tensor], values: torch.Ten
         key = (free_t, observed, do_vars, keep_all)
         plan = plan_cache.get(key)
         if plan is None:
-            plan = plan_cache[key] = compile_plan(spec, free_t, observed, do_vars, keep_all=keep_all)
+            plan = plan_cache[key] = _compile_best(spec, free_t, observed, do_vars, keep_all)
         rows_t = torch.as_tensor(rows, device=device)
         sub = values.index_select(0, rows_t)
         full = sub.clone()
