@@ -143,11 +143,11 @@ def nn_distance_ratio(fake: Any, train: Any, holdout: Any | None = None, *, feat
     tr, fk = embedded[0], embedded[1]
     d = knn_distances(fk, tr, 2)[0]
     ratio = d[:, 0] / d[:, 1].clamp(min=1e-300)
-    out = {"nndr_median": float(ratio.median()), "nndr_holdout_median": float("nan"),
+    out = {"nndr_median": float(np.median(ratio.numpy())), "nndr_holdout_median": float("nan"),
            "share_below_0.5": float((ratio < 0.5).double().mean())}
     if holdout is not None:
         dh = knn_distances(subsample(embedded[2], 2000, seed), tr, 2)[0]
-        out["nndr_holdout_median"] = float((dh[:, 0] / dh[:, 1].clamp(min=1e-300)).median())
+        out["nndr_holdout_median"] = float(np.median((dh[:, 0] / dh[:, 1].clamp(min=1e-300)).numpy()))
     return out
 
 
