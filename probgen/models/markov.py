@@ -593,7 +593,8 @@ class MarkovChain(Model, PyroModule):
         path = os.path.join(out_dir, "markov_chain.png")
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        return f"fitted a 3-state chain from 2000 days, stationary {np.round(pi, 3).tolist()} -> {path}"
+        shares = ", ".join(f"{s} {p:.3f}" for s, p in zip(model.states, pi))
+        return f"fitted a 3-state chain from 2000 days, stationary distribution {shares} -> {path}"
 
 
 # ------------------------------------------------------------------ helpers

@@ -114,7 +114,8 @@ class RBM(Model):
         n_categories: categories per softmax unit.
         k: Gibbs steps per update.
         method: ``"cd"``, ``"pcd"`` or ``"pt"``.
-        n_temperatures: temperatures of parallel tempering (inverse temperatures evenly in [0.5, 1]... ).
+        n_temperatures: chains of parallel tempering, at β = 1, 1 − 1/T, ..., 1/T along the
+            path from the base model (the data marginals) to the RBM.
         momentum: SGD momentum of the updates.
         weight_decay: L2 penalty on W.
 
@@ -239,11 +240,17 @@ class RBM(Model):
         else:
             base = torch.log(mean.reshape(-1, self.n_categories).clamp_min(1e-3)).reshape(-1)
         self.base_bias = base.to(self.W)
-        if not self.fitted_once:
+        if not self._fitted:  # a first fit starts the visible bias at the data marginals
             self.b = base.clone().to(self.W)
-            self.fitted_once = True
+            self._fitted = True
 
-    fitted_once = False
+    _fitted = False
+
+    def get_state_json(self) -> dict:
+        return {"fitted": self._fitted}
+
+    def set_state_json(self, state: dict) -> None:
+        self._fitted = bool(state.get("fitted", False))
 
     def _gibbs(self, v: torch.Tensor, p: RBMParams, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``steps`` block-Gibbs sweeps v -> h -> v; returns the last v and p(h | v)."""
