@@ -53,7 +53,7 @@ class _Units:
         return torch.sigmoid(torch.addmm(p.c, v, p.W))
 
     def visible_mean(self, h: torch.Tensor, p: RBMParams) -> torch.Tensor:
-        field = torch.addmm(p.b, h, p.W.T)
+        field = F.linear(h, p.W, p.b)  # b + h Wᵀ in one op
         if self.kind == "bernoulli":
             return torch.sigmoid(field)
         if self.kind == "gaussian":
@@ -556,7 +556,7 @@ class BlockGibbsKernel(MCMCKernel):
 
 def _bernoulli(p: torch.Tensor) -> torch.Tensor:
     # u < p is several times faster than torch.bernoulli on CPU for the small blocks CD works on
-    return (torch.rand_like(p) < p).to(p.dtype)
+    return torch.rand_like(p).lt_(p)  # in place: the uniforms become 0.0 / 1.0
 
 
 def _binary_configurations(n: int, like: torch.Tensor, chunk: int = 1 << 16):
