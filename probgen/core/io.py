@@ -102,7 +102,11 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> M
 
 def _read_metadata(raw: bytes, path: Path) -> dict:
     refusal = f"{path}: not a probgen model file"
-    if raw[:2] == b"PK" or raw[:1] == b"\x80":
+    # a safetensors header length can start with byte 0x80 too: only sniff for pickles when
+    # the bytes are not a safetensors header (8-byte length, then a JSON object)
+    head = int.from_bytes(raw[:8], "little") if len(raw) >= 9 else 0
+    is_safetensors = 0 < head <= len(raw) - 8 and raw[8:9] == b"{"
+    if not is_safetensors and (raw[:2] == b"PK" or raw[:1] == b"\x80"):
         raise ValueError(f"{refusal}: it looks like a pickle / torch.save archive, which probgen.load refuses "
                          "because unpickling can execute code")
     if len(raw) < 8:
