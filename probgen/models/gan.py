@@ -115,6 +115,8 @@ class GAN(Model):
     default_inference = "adversarial"
     log_prob_kind = None
     log_prob_alternative = "score(x) (f-AnoGAN, after fit_encoder) or probgen.metrics (frechet_distance, mmd)"
+    #: conditional critics also see real examples under mismatched conditions as fake
+    matching_aware = False
 
     def __init__(self, data_shape: Sequence[int] = (2,), latent_dim: int = 8, hidden: Sequence[int] = (128, 128),
                  critic_hidden: Sequence[int] | None = None, loss: str = "non_saturating",
@@ -163,7 +165,12 @@ class GAN(Model):
         return 0
 
     def _condition(self, *cond: torch.Tensor) -> tuple:
-        """Condition vectors of a batch (none for the unconditional GAN)."""
+        """The generator's condition vectors of a batch (none for the unconditional GAN)."""
+        return ()
+
+    def _critic_condition(self, *cond: torch.Tensor) -> tuple:
+        """The critic's own condition vectors: its own embedding, so that the generator cannot
+        make the conditions uninformative to the critic."""
         return ()
 
     # ------------------------------------------------------------ Pyro program
@@ -193,7 +200,13 @@ class GAN(Model):
 
     # --------------------------------------------------------------- training
     def critic_parameters(self):
-        return self.critic.parameters()
+        """The critic's weights and its own condition embeddings."""
+        params = list(self.critic.parameters())
+        for name in ("critic_label_embedding", "critic_text_encoder"):
+            module = getattr(self, name, None)
+            if module is not None:
+                params += list(module.parameters())
+        return params
 
     def generator_parameters(self):
         """The generator's weights and the embeddings it reads (components, labels, text)."""
@@ -220,13 +233,19 @@ class GAN(Model):
         return self._generate(self.generator, z, None, c)
 
     def critic_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
-        c = self._condition(*cond)
         with torch.no_grad():
-            fake = self._fake(len(x), c)
+            fake = self._fake(len(x), self._condition(*cond))
+        c = self._critic_condition(*cond)
         if self.r1_weight:
             x = x.detach().requires_grad_(True)
         d_real = self.critic(x, *c)
-        loss = critic_objective(self.loss, d_real, self.critic(fake, *c))
+        d_fake = self.critic(fake, *c)
+        if self.matching_aware and c:
+            # matching-aware critic (GAN-INT-CLS, Reed et al. 2016): real images with the
+            # conditions of other examples count as fake, so conditions must be respected
+            wrong = tuple(t.roll(1, 0) for t in c)
+            d_fake = torch.cat([d_fake, self.critic(x.detach(), *wrong)])
+        loss = critic_objective(self.loss, d_real, d_fake)
         if self.loss == "wgan_gp":
             loss = loss + self.gp_weight * gradient_penalty(self.critic, x.detach(), fake, *c)
         if self.r1_weight:
@@ -235,10 +254,11 @@ class GAN(Model):
         return loss
 
     def generator_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
-        c = self._condition(*cond)
+        fake = self._fake(len(x), self._condition(*cond))
+        c = self._critic_condition(*cond)
         self.critic.requires_grad_(False)  # no critic gradients from the generator step (saves time)
         try:
-            return generator_objective(self.loss, self.critic(self._fake(len(x), c), *c))
+            return generator_objective(self.loss, self.critic(fake, *c))
         finally:
             self.critic.requires_grad_(True)
 
@@ -293,7 +313,7 @@ class GAN(Model):
         """
         check_positive("steps", steps, integer=True)
         check_positive("batch_size", batch_size, integer=True)
-        x = self.prepare_data(data, "data")[0].to(self.device)
+        x = GAN.prepare_data(self, data, "data")[0].to(self.device)
         conds = [t.to(self.device) for t in cond]
         opt = torch.optim.Adam(self.encoder.parameters(), lr=lr)
         history = []
@@ -328,7 +348,7 @@ class GAN(Model):
     def score(self, x: Any, *cond: Any) -> torch.Tensor:
         """f-AnoGAN anomaly score (higher = more anomalous); needs ``fit_encoder`` first."""
         self._require_encoder("score")
-        x = self.prepare_data(x, "x")[0].to(self.device)
+        x = GAN.prepare_data(self, x, "x")[0].to(self.device)
         with torch.no_grad():
             return self._anomaly_terms(x, *(torch.as_tensor(c, device=self.device) for c in cond),
                                        kappa=getattr(self, "kappa", 1.0))
@@ -403,6 +423,7 @@ class ConditionalGAN(GAN):
         super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
                          r1_weight)
         self.label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
+        self.critic_label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
 
     def _cond_dim(self) -> int:
         return self.embed_dim
@@ -411,6 +432,9 @@ class ConditionalGAN(GAN):
         if len(cond) != 1:
             raise ValueError("y: the conditional GAN needs one label per example")
         return (self.label_embedding(cond[0]),)
+
+    def _critic_condition(self, *cond: torch.Tensor) -> tuple:
+        return (self.critic_label_embedding(cond[0]),)
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
         if hasattr(data, "x") and hasattr(data, "y"):

@@ -104,7 +104,9 @@ class TextToImageGAN(GAN):
     "zero"…"nine" and the attributes "thin", "thick", "upright", "slanted"; see
     ``caption_digits``). The text encoder averages learned word embeddings and maps
     them through an MLP, so a caption whose words were never seen *together* in
-    training still has a meaningful code. Unknown words raise ``KeyError`` naming
+    training still has a meaningful code. The critic has its own text encoder and is
+    matching-aware (Reed et al. 2016): real images under another example's caption
+    count as fake, which forces the generator to follow the caption. Unknown words raise ``KeyError`` naming
     the word (there is no silent unknown token).
 
     Arguments:
@@ -125,6 +127,7 @@ class TextToImageGAN(GAN):
     """
 
     family = "text_to_image_gan"
+    matching_aware = True
 
     def __init__(self, data_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 16, hidden: Sequence[int] = (256, 256),
                  critic_hidden: Sequence[int] | None = None, loss: str = "hinge", spectral_norm: bool = True,
@@ -143,6 +146,7 @@ class TextToImageGAN(GAN):
         super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
                          r1_weight)
         self.text_encoder = TextEncoder(len(self.vocabulary), int(word_dim), self.text_dim)
+        self.critic_text_encoder = TextEncoder(len(self.vocabulary), int(word_dim), self.text_dim)
 
     # ------------------------------------------------------------ tokenizer
     def tokenize(self, captions: Any, name: str = "caption") -> torch.Tensor:
@@ -172,6 +176,9 @@ class TextToImageGAN(GAN):
         if len(cond) != 1:
             raise ValueError("caption: the text-to-image GAN needs one caption per example")
         return (self.text_encoder(cond[0]),)
+
+    def _critic_condition(self, *cond: torch.Tensor) -> tuple:
+        return (self.critic_text_encoder(cond[0]),)
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
