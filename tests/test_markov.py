@@ -145,6 +145,19 @@ def test_pgmpy_round_trip():
     assert math.isclose(float(joint.transition_matrix()[1, 2]), 0.1 * 0.3)
 
 
+def test_pandas_and_array_inputs_give_the_same_chain():
+    import pandas as pd
+
+    seq = _weather().sample(1, length=300, seed=4)[0].tolist()
+    from_list = MarkovChain().fit([seq], progress=False).model.transition_matrix()
+    from_series = MarkovChain().fit(pd.Series(seq), progress=False).model.transition_matrix()
+    from_frame = MarkovChain().fit(pd.DataFrame([seq[:150], seq[150:]]), progress=False).model
+    assert torch.equal(from_list, from_series)
+    assert from_frame.counts.sum() == len(seq) - 2  # two sequences: one transition fewer each
+    ints = MarkovChain().fit(np.array([[0, 1, 1, 2, 0, 2]]), progress=False).model
+    assert ints.states == [0, 1, 2] and ints.sample(3, length=4, seed=0).dtype == torch.long
+
+
 def test_seeds_reproduce_and_start_state():
     m = _weather()
     assert np.array_equal(m.sample(10, length=6, seed=3), m.sample(10, length=6, seed=3))
