@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 
 from ..core.checks import check_positive
-from ._common import embed_pair, knn_distances, pairwise_blocks, subsample
+from ._common import embed_pair, exact_distances, knn_distances, pairwise_blocks, subsample
 
 
 def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, max_samples: int | None = 10_000,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, _cache: dict | None = None) -> dict:
     """Precision, recall, density and coverage with k-nearest-neighbour balls.
 
     Each real sample gets a ball reaching its k-th nearest real neighbour (and each
@@ -51,25 +51,33 @@ def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, 
     check_positive("k", k, integer=True)
     r, f = embed_pair(real, fake, "precision_recall", features, minimum=k + 1)
     r, f = subsample(r, max_samples, seed), subsample(f, max_samples, seed + 1)
-    rad_r = knn_distances(r, None, k)[0][:, -1]
+    knn_r = knn_distances(r, None, k)[0]
+    rad_r = knn_r[:, -1]
     rad_f = knn_distances(f, None, k)[0][:, -1]
     inside_any = torch.zeros(len(f), dtype=torch.bool)
     count = torch.zeros(len(f), dtype=torch.float64)
     recalled = torch.zeros(len(r), dtype=torch.bool)
     nearest_fake = torch.full((len(r),), float("inf"), dtype=torch.float64)
     rad_r2, rad_f2 = rad_r.float().square(), rad_f.float().square()
+    near_f = torch.zeros(len(f), dtype=torch.long)  # each generated sample's nearest real one
+    near_r = torch.zeros(len(r), dtype=torch.long)  # each real sample's nearest generated one
     for start, d2 in pairwise_blocks(f, r):  # squared distances: (chunk of fake, real)
+        near_f[start:start + len(d2)] = d2.argmin(1)
+        v, i = d2.min(0)
+        near_r = torch.where(v < nearest_fake, i + start, near_r)
         inside = d2 <= rad_r2[None, :]
         inside_any[start:start + len(d2)] = inside.any(1)
         count[start:start + len(d2)] = inside.sum(1).double()
         recalled |= (d2 <= rad_f2[start:start + len(d2), None]).any(0)
-        nearest_fake = torch.minimum(nearest_fake, d2.min(0).values.double())
+        nearest_fake = torch.minimum(nearest_fake, v.double())
+    if _cache is not None:  # what alpha_precision_beta_recall needs, from the same passes
+        _cache.update(args=(real, fake), real_to_real=knn_r[:, 0], near_f=near_f, near_r=near_r)
     return {"precision": float(inside_any.double().mean()), "recall": float(recalled.double().mean()),
             "density": float(count.mean() / k), "coverage": float((nearest_fake <= rad_r2.double()).double().mean())}
 
 
 def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, features: Any = None,
-                                max_samples: int | None = 10_000, seed: int = 0) -> dict:
+                                max_samples: int | None = 10_000, seed: int = 0, _cache: dict | None = None) -> dict:
     """α-precision, β-recall and authenticity (Alaa et al. 2022), integrated over α, β in [0, 1].
 
     The α-support of the real data is the ball around the real mean holding a
@@ -99,8 +107,18 @@ def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, featur
     center_r, center_f = r.mean(0), f.mean(0)
     radii = np.quantile((r - center_r).norm(dim=1).numpy(), alphas)
     fake_to_center = (f - center_r).norm(dim=1).numpy()
-    real_to_real = knn_distances(r, None, 1)[0][:, 0].numpy()
-    d_rf, i_rf = knn_distances(r, f, 1)
+    args = _cache.get("args", (None, None)) if _cache is not None else (None, None)
+    cached = args[0] is real and args[1] is fake and len(_cache["near_r"]) == len(r) and len(_cache["near_f"]) == len(f)
+    if cached:  # nearest neighbours already found by precision_recall's passes
+        real_to_real = _cache["real_to_real"].numpy()
+        i_rf = _cache["near_r"][:, None]
+        d_rf = exact_distances(r, f, i_rf)
+        i_fr = _cache["near_f"][:, None]
+        d_fr = exact_distances(f, r, i_fr)
+    else:
+        real_to_real = knn_distances(r, None, 1)[0][:, 0].numpy()
+        d_rf, i_rf = knn_distances(r, f, 1)
+        d_fr, i_fr = knn_distances(f, r, 1)
     real_to_fake = d_rf[:, 0].numpy()
     closest = f[i_rf[:, 0]]
     closest_to_center = (closest - center_f).norm(dim=1).numpy()
@@ -108,7 +126,6 @@ def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, featur
     ap = np.array([(fake_to_center <= rad).mean() for rad in radii])
     br = np.array([((real_to_fake <= real_to_real) & (closest_to_center <= rad)).mean() for rad in closest_radii])
     # authenticity: per generated sample, against its nearest real sample's own NN distance
-    d_fr, i_fr = knn_distances(f, r, 1)
     authentic = (d_fr[:, 0].numpy() > real_to_real[i_fr[:, 0].numpy()]).mean()
     score = lambda curve: float(1 - np.abs(curve - alphas).sum() / alphas.sum())  # noqa: E731
     return {"alpha_precision": score(ap), "beta_recall": score(br), "authenticity": float(authentic),

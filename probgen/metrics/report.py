@@ -310,6 +310,7 @@ def evaluate(model_or_samples: Any, real: Any, holdout: Any = None, metrics: Seq
     h_emb = subsample(embedded[2], max_samples, seed + 2) if holdout_raw is not None else None
 
     values: dict[str, float] = {}
+    shared: dict = {}  # neighbour searches shared by the fidelity metrics
     notes: dict[str, str] = {}
     details: dict[str, Any] = {}
     from . import bias, distances, fidelity, memorization
@@ -317,9 +318,11 @@ def evaluate(model_or_samples: Any, real: Any, holdout: Any = None, metrics: Seq
     for m in progress_bar(run, enabled=progress, desc="evaluate"):
         start = time.perf_counter()
         if m == "fidelity":
-            values.update(fidelity.precision_recall(r_emb, f_emb, k=k, features="raw"))
+            values.update(fidelity.precision_recall(r_emb, f_emb, k=k, features="raw", max_samples=None,
+                                                    _cache=shared))
         elif m == "alpha_beta":
-            ab = fidelity.alpha_precision_beta_recall(r_emb, f_emb, features="raw")
+            ab = fidelity.alpha_precision_beta_recall(r_emb, f_emb, features="raw", max_samples=None,
+                                                      _cache=shared)
             values.update(alpha_precision=ab["alpha_precision"], beta_recall=ab["beta_recall"],
                           authenticity=ab["authenticity"])
             details["alpha_beta"] = ab["curve"]
