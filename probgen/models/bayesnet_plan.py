@@ -240,7 +240,9 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
             continue
         any_b = plan.batched[sid]
         res = _contract(plan, [(tensors[i], plan.scopes[i], plan.batched[i]) for i in ops], out, any_b, dtype, device)
-        if rescale and _x is not None:
+        # rescale batched intermediates every third step (each pass costs a full read and write;
+        # three steps of products cannot underflow float64 from a maximum of one)
+        if rescale and _x is not None and (not any_b or j % 3 == 0 or j >= len(plan.steps) - 2):
             if any_b:
                 m = res.amax(dim=tuple(range(1, res.dim()))) if res.dim() > 1 else res.clone()
                 m = torch.where(m > 0, m, torch.ones_like(m))
@@ -340,7 +342,7 @@ def _compile_best(spec: NetSpec, targets, observed, do_vars, keep_all: bool) -> 
     if plan.max_row_elems <= 4096:
         return plan
     best = (_row_cost(plan, spec), plan)
-    for weight in (1, 16):
+    for weight in (1, 2, 3, 6, 8, 16, 32):  # greedy orders are erratic in the weight: try several
         other = compile_plan(spec, targets, observed, do_vars, keep_all=keep_all, batch_weight=weight)
         best = min(best, (_row_cost(other, spec), other), key=lambda t: t[0])
     return best[1]
