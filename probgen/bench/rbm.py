@@ -103,7 +103,7 @@ def likelihood_rows(quick: bool = False) -> list[dict]:
     chains, betas = (20, 200) if quick else (100, 5000)
     log_z, se, _ = rbm.log_partition("ais", num_chains=chains, num_betas=betas, seed=0)
     nll = float(rbm.free_energy(xt).mean()) + log_z
-    return [{"model": f"RBM, {hidden} hidden, PCD-{k} ({epochs} epochs, {train_s:.0f}s CPU)", "nll_nats": nll,
+    return [{"model": f"RBM, {hidden} hidden, PCD-{k} ({epochs} epochs, trained in {train_s:.0f}s on CPU)", "nll_nats": nll,
              "k_or_method": f"AIS, {chains} chains x {betas} temperatures (log Z std. error {se:.2f})",
              "protocol": f"mnist5k_binary: {len(x)} train / {len(xt)} test images (not the full MNIST test set)"}]
 
