@@ -135,7 +135,10 @@ def test_bad_input_is_reported_clearly():
     with pytest.raises(NoLikelihoodError, match="score"):
         gan.log_prob(torch.rand(2, 1, 8, 8))
     with pytest.raises(RuntimeError, match="fit_encoder"):
-        gan.score(torch.rand(2, 1, 8, 8))
+        gan.encode(torch.rand(2, 1, 8, 8))
+    assert gan.score(torch.rand(3, 1, 8, 8)).shape == (3,)  # critic-based before fit_encoder
+    with pytest.raises(ValueError, match="x"):
+        gan.score(torch.rand(3, 1, 7, 8))
     with pytest.raises(ValueError, match="data: contains NaN"):
         gan.fit_encoder(torch.full((4, 1, 8, 8), float("nan")), steps=1, progress=False)
     with pytest.raises(ValueError, match="loss"):

@@ -346,12 +346,19 @@ class GAN(Model):
         return residual + kappa * (f_x - f_r).pow(2).mean(1)
 
     def score(self, x: Any, *cond: Any) -> torch.Tensor:
-        """f-AnoGAN anomaly score (higher = more anomalous); needs ``fit_encoder`` first."""
-        self._require_encoder("score")
-        x = GAN.prepare_data(self, x, "x")[0].to(self.device)
+        """Anomaly score per example (higher = more anomalous).
+
+        After ``fit_encoder``: the f-AnoGAN score (reconstruction residual plus critic-feature
+        residual). Before: the negated critic output, a weaker detector.
+        """
+        x = as_tensor(_data_tensor(x, "x"), "x", ndim=1 + len(self.data_shape), shape=self.data_shape,
+                      device=self.device)
+        cond = tuple(torch.as_tensor(c, device=self.device) for c in cond)
         with torch.no_grad():
-            return self._anomaly_terms(x, *(torch.as_tensor(c, device=self.device) for c in cond),
-                                       kappa=getattr(self, "kappa", 1.0))
+            if not bool(self.encoder_fitted):
+                c = tuple(t.repeat_interleave(self.pack, 0) for t in self._critic_condition(*cond))
+                return -self.critic(x.repeat_interleave(self.pack, 0), *c)
+            return self._anomaly_terms(x, *cond, kappa=getattr(self, "kappa", 1.0))
 
     def get_state_json(self) -> dict:
         return {"kappa": getattr(self, "kappa", 1.0)}
@@ -472,12 +479,15 @@ class ConditionalGAN(GAN):
         return super().fit_encoder(x, y, **options)
 
     def score(self, x: Any, y: Any = None) -> torch.Tensor:
-        """f-AnoGAN score of ``x`` under its labels ``y`` (or a ``Dataset``)."""
+        """Anomaly score of ``x`` under its labels ``y`` (or of a pair / ``Dataset``); see ``GAN.score``."""
         if y is None and hasattr(x, "y"):
             x, y = x.x, x.y
+        if y is None and isinstance(x, (tuple, list)) and len(x) == 2:
+            x, y = x
         if y is None:
             raise ValueError("y: the conditional GAN scores examples under their labels; give score(x, y)")
-        x, y = self.prepare_data((x, y), "x")
+        x = as_tensor(x, "x", ndim=1 + len(self.data_shape), shape=self.data_shape)
+        y = check_labels(y, self.num_classes, "y", length=len(x))
         return super().score(x, y)
 
     @classmethod

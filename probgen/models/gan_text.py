@@ -133,7 +133,7 @@ class TextToImageGAN(GAN):
                  critic_hidden: Sequence[int] | None = None, loss: str = "hinge", spectral_norm: bool = True,
                  pack: int = 1, ema: float | None = None, gp_weight: float = 10.0, r1_weight: float = 0.0,
                  vocabulary: Sequence[str] = VOCABULARY[1:], text_dim: int = 32, word_dim: int = 32,
-                 max_words: int = 8, mlp: bool = True):
+                 max_words: int = 8):
         check_positive("text_dim", text_dim, integer=True)
         check_positive("word_dim", word_dim, integer=True)
         check_positive("max_words", max_words, integer=True)
@@ -142,7 +142,7 @@ class TextToImageGAN(GAN):
             raise ValueError("vocabulary: expected distinct single words (without '<pad>')")
         self.vocabulary = ["<pad>", *words]
         self.index = {w: i for i, w in enumerate(self.vocabulary)}
-        self.text_dim, self.max_words, self.use_mlp = int(text_dim), int(max_words), bool(mlp)
+        self.text_dim, self.max_words = int(text_dim), int(max_words)
         super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
                          r1_weight)
         self.text_encoder = TextEncoder(len(self.vocabulary), int(word_dim), self.text_dim)
@@ -207,10 +207,15 @@ class TextToImageGAN(GAN):
         return super().fit_encoder(x, tokens, **options)
 
     def score(self, x: Any, caption: Any = None) -> torch.Tensor:
-        """f-AnoGAN score of images under their captions (after ``fit_encoder``)."""
+        """Anomaly score of images under their captions (or of an (images, captions) pair)."""
+        if caption is None and isinstance(x, (tuple, list)) and len(x) == 2:
+            x, caption = x
         if caption is None:
             raise ValueError("caption: give score(x, captions)")
-        x, tokens = self.prepare_data((x, caption), "x")
+        x = as_tensor(_data_tensor(x, "x"), "x", ndim=1 + len(self.data_shape), shape=self.data_shape)
+        tokens = self.tokenize([caption] * len(x) if isinstance(caption, str) else list(caption), "caption")
+        if len(tokens) != len(x):
+            raise ValueError(f"caption: {len(x)} images but {len(tokens)} captions")
         return super().score(x, tokens)
 
     def encode(self, x: Any) -> torch.Tensor:
@@ -220,9 +225,6 @@ class TextToImageGAN(GAN):
         """The text encoder's code of one caption or a list of captions."""
         with torch.no_grad():
             return self.text_encoder(self.tokenize(caption).to(self.device))
-
-    def get_state_json(self) -> dict:
-        return super().get_state_json()
 
     @classmethod
     def _contract_case(cls) -> ContractCase:
