@@ -137,8 +137,12 @@ def compile_plan(spec: NetSpec, targets: Sequence[int], observed: Sequence[int],
     max_batched = 1
     while to_elim:
         best = None
+        holders: dict[int, list[int]] = {}
+        for i in live:
+            for u in scopes[i]:
+                holders.setdefault(u, []).append(i)
         for x in to_elim:
-            ops = [i for i in live if x in scopes[i]]
+            ops = holders.get(x, [])
             union = set().union(*(scopes[i] for i in ops)) - {x}
             size = math.prod(spec.cards[u] for u in union)
             # a factor with a row dimension costs once per row: weigh it by a typical chunk
@@ -217,12 +221,25 @@ def _contract(plan: Plan, operands: list, out: tuple[int, ...], any_b: bool, dty
     return acc
 
 
+def _evidence_positions(plan: Plan) -> list[tuple[int, ...]]:
+    """For every factor id, the evidence columns (positions in ``plan.fixed``) it depends on."""
+    ev = plan.cache.get("evpos")
+    if ev is None:
+        ev = [tuple(f.fixed_pos) for f in plan.factors]
+        for ops, _out, _x in plan.steps:
+            ev.append(tuple(sorted(set().union(*(ev[i] for i in ops))))) if ops else ev.append(())
+        plan.cache["evpos"] = ev
+    return ev
+
+
 def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
              rescale: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Execute ``plan`` for a chunk of rows.
 
     Returns ``(table, log_scale)``: ``table`` has shape ``(B, *target cards)`` and
     the unnormalised joint of targets and evidence is ``table * exp(log_scale)``.
+    Each batched intermediate is computed once per distinct value of the evidence it
+    depends on (rows sharing those values share the work), then gathered back.
     """
     B = fixed_vals.shape[0]
     dtype = cpts[0].dtype
@@ -230,24 +247,53 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
     log_scale = torch.zeros(B, dtype=dtype, device=device)
     const_log = plan.cache.get("const_log", 0.0)
     tensors: dict[int, torch.Tensor] = {}
+    maps: dict[int, torch.Tensor | None] = {}  # row map of a batched tensor (None: one row per input row)
+    evpos = _evidence_positions(plan)
     nf = len(plan.factors)
+    rows = torch.arange(B, device=device)
+    peak = 0
     for k in range(nf):
         tensors[k] = _factor_tensor(plan, k, cpts, fixed_vals)
+        maps[k] = None
     for j, (ops, out, _x) in enumerate(plan.steps):
         sid = nf + j
         if not plan.batched[sid] and ("step", sid) in plan.cache:
             tensors[sid] = plan.cache[("step", sid)]
             continue
         any_b = plan.batched[sid]
-        res = _contract(plan, [(tensors[i], plan.scopes[i], plan.batched[i]) for i in ops], out, any_b, dtype, device)
+        inv = None
+        if any_b:
+            cols = list(evpos[sid])
+            if B > 1 and len(cols) < fixed_vals.shape[1]:
+                _, inv_u = torch.unique(fixed_vals[:, cols], dim=0, return_inverse=True)
+                U = int(inv_u.max()) + 1 if len(inv_u) else 0
+                if U < 0.9 * B:
+                    inv = inv_u
+            rep = None if inv is None else torch.empty(int(inv.max()) + 1, dtype=torch.long,
+                                                        device=device).scatter_(0, inv, rows)
+            operands = []
+            for i in ops:
+                t = tensors[i]
+                if plan.batched[i]:
+                    m = maps[i]
+                    idx = (rep if m is None else m.index_select(0, rep)) if rep is not None else m
+                    if idx is not None:
+                        t = t.index_select(0, idx)
+                operands.append((t, plan.scopes[i], plan.batched[i]))
+        else:
+            operands = [(tensors[i], plan.scopes[i], plan.batched[i]) for i in ops]
+        res = _contract(plan, operands, out, any_b, dtype, device)
+        if any_b:
+            peak = max(peak, res.numel())
         # rescale batched intermediates every third step (each pass costs a full read and write;
         # three steps of products cannot underflow float64 from a maximum of one)
         if rescale and _x is not None and (not any_b or j % 3 == 0 or j >= len(plan.steps) - 2):
             if any_b:
                 m = res.amax(dim=tuple(range(1, res.dim()))) if res.dim() > 1 else res.clone()
                 m = torch.where(m > 0, m, torch.ones_like(m))
-                res = res / m.reshape((B,) + (1,) * (res.dim() - 1))
-                log_scale = log_scale + torch.log(m)
+                res = res / m.reshape((res.shape[0],) + (1,) * (res.dim() - 1))
+                lm = torch.log(m)
+                log_scale = log_scale + (lm if inv is None else lm.index_select(0, inv))
             else:
                 m = res.max() if res.numel() else torch.ones((), dtype=dtype)
                 if m > 0:
@@ -257,12 +303,17 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
             plan.cache[("step", sid)] = res
             plan.cache["const_log"] = const_log if rescale else 0.0
         tensors[sid] = res
+        maps[sid] = inv
         for i in ops:  # free memory early
             if i >= nf:
                 tensors.pop(i, None)
-    final = tensors[nf + len(plan.steps) - 1]
+    last = nf + len(plan.steps) - 1
+    final = tensors[last]
     if not plan.batched[-1]:
         final = final.expand((B,) + tuple(final.shape))
+    elif maps[last] is not None:
+        final = final.index_select(0, maps[last])
+    plan.cache["peak_elems"] = peak
     return final, log_scale + plan.cache.get("const_log", 0.0)
 
 
@@ -342,7 +393,7 @@ def _compile_best(spec: NetSpec, targets, observed, do_vars, keep_all: bool) -> 
     if plan.max_row_elems <= 4096:
         return plan
     best = (_row_cost(plan, spec), plan)
-    for weight in (1, 2, 3, 6, 8, 16, 32):  # greedy orders are erratic in the weight: try several
+    for weight in (1, 3, 6, 16):  # greedy orders are erratic in the weight: try several
         other = compile_plan(spec, targets, observed, do_vars, keep_all=keep_all, batch_weight=weight)
         best = min(best, (_row_cost(other, spec), other), key=lambda t: t[0])
     return best[1]
@@ -401,10 +452,17 @@ def batched_query(spec: NetSpec, cpts: Sequence[torch.Tensor], values: torch.Ten
         U = uniq.shape[0]
         step = chunk_size or max(1, int(memory_budget // (8 * 4 * max(plan.max_row_elems, 1))))
         tabs, scales = [], []
-        for a in range(0, U, step):
+        a = 0
+        while a < U:
             tab, ls = run_plan(plan, cpts, uniq[a:a + step])
             tabs.append(tab)
             scales.append(ls)
+            a += len(tab)
+            if chunk_size is None:
+                # rows that share partial evidence share work and memory: grow the chunk (at most
+                # 4x a time) while the largest intermediate stays within the budget
+                used = 8 * 4 * max(plan.cache.get("peak_elems", 0), 1)
+                step = max(1, min(4 * step, int(step * memory_budget / used)))
         tab = torch.cat(tabs).index_select(0, inverse)
         ls = torch.cat(scales).index_select(0, inverse)
         # embed the free targets into the full target table (observed targets are one-hot)
