@@ -189,20 +189,22 @@ def text_to_image(quick: bool = False, device="cpu", report: Report | None = Non
         model = TextToImageGAN(data_shape=(1, 8, 8), hidden=(256, 256), latent_dim=16, ema=0.99)
     result = model.fit((train.x[torch.tensor(keep)], [c for c, k in zip(captions, keep) if k]),
                        steps=10 if quick else 800, batch_size=128, lr=5e-4, seed=0, progress=False, device=device)
-    clf = LogisticRegression(max_iter=3000).fit(train.x.reshape(len(train.x), -1).numpy(), train.y.numpy())
+    clf = LogisticRegression(max_iter=200 if quick else 3000).fit(train.x.reshape(len(train.x), -1).numpy(), train.y.numpy())
     test = load("digits", split="test")
     clf_acc = clf.score(test.x.reshape(len(test.x), -1).numpy(), test.y.numpy())
 
+    m = 10 if quick else 100
+
     def agree(caption, digit, seed):
-        s = model.sample(100, seed=seed, caption=caption).cpu()
-        return float((clf.predict(s.reshape(100, -1).numpy()) == digit).mean())
+        s = model.sample(m, seed=seed, caption=caption).cpu()
+        return float((clf.predict(s.reshape(m, -1).numpy()) == digit).mean())
 
     seen = [agree(f"a {w}", d, d) for d, w in enumerate(DIGIT_WORDS)]
     unseen = [agree(f"a {a} {w}", DIGIT_WORDS.index(w), 0) for a, w in held]
     thick, slant = [], []
     for w in DIGIT_WORDS:
         def attr(caption, i):
-            return float(digit_attributes(model.sample(200, seed=1, caption=caption).cpu())[i].mean())
+            return float(digit_attributes(model.sample(2 * m, seed=1, caption=caption).cpu())[i].mean())
         thick.append(attr(f"a thick {w}", 0) - attr(f"a thin {w}", 0))
         slant.append(attr(f"a slanted {w}", 1) - attr(f"a upright {w}", 1))
     report.add("text -> digit, seen captions 'a <digit>'", "classifier agrees", 100 * float(np.mean(seen)), 90,

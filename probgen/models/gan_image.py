@@ -101,7 +101,8 @@ class ImageToImageGAN(Model):
     r"""pix2pix (Isola et al. 2017): a U-Net translator trained by a PatchGAN critic plus L1.
 
     The generator maps a source image (for example an occluded or edge-only digit)
-    to a target image; its loss is ``adversarial_weight * GAN loss + l1_weight * |G(s) - t|``.
+    to a target image (as a residual ``clamp(source + U(source))`` when both have the
+    same channels); its loss is ``adversarial_weight * GAN loss + l1_weight * |G(s) - t|``.
     ``adversarial_weight=0`` gives the same network trained with L1 only (the
     regression baseline). ``model(source)`` is the Pyro program (a deterministic
     site ``"x"``; pix2pix ignores input noise); ``sample(n, source=...)`` and
@@ -159,6 +160,10 @@ class ImageToImageGAN(Model):
         return source
 
     def _translate(self, source: torch.Tensor) -> torch.Tensor:
+        if self.source_channels == self.image_shape[0]:
+            # residual: keep what the source already shows right (an L1-trained net otherwise
+            # starts at the pixel median, black, and a sigmoid output can stay stuck there)
+            return (source + self.generator(source)).clamp(0, 1)
         return torch.sigmoid(self.generator(source))
 
     # ------------------------------------------------------------------ data
