@@ -60,7 +60,7 @@ def likelihood_rows(quick: bool = False, device: str = "cpu", cpu_budget_s: floa
 
     Trained on ``split="train"`` (4,000 images) with early stopping on ``split="val"``
     (500), evaluated on ``split="test"`` (500). Each model's training is capped at
-    ``cpu_budget_s`` seconds of process CPU time, validation included (default 75; quick:
+    ``cpu_budget_s`` seconds of process CPU time, validation included (default 200; quick:
     a few steps on 128 images, for the test suite). ``models`` picks rows by name (default all).
     """
     from ..datasets import load
@@ -68,7 +68,7 @@ def likelihood_rows(quick: bool = False, device: str = "cpu", cpu_budget_s: floa
 
     dev = resolve_device(device)
     train, val, test = (load("mnist5k_binary", split=s) for s in ("train", "val", "test"))
-    budget = cpu_budget_s if cpu_budget_s is not None else (2.0 if quick else 75.0)
+    budget = cpu_budget_s if cpu_budget_s is not None else (2.0 if quick else 200.0)
     if quick:
         train, val, test = train.x[:128], val.x[:32], test.x[:32]
     else:
