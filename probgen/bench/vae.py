@@ -183,7 +183,7 @@ def _conditional(report: Report, s: dict, quick: bool, device) -> None:
     from ..models.vae import VAE
 
     tr = load(f"{s['data']}_binary", split="train")
-    model = VAE(latent_dim=s["latent"] // 2, hidden=s["small"], num_classes=10)
+    model = VAE(latent_dim=2, hidden=s["small"], num_classes=10)  # a small code leaves the class to the label
     model.fit(tr, steps=s["cvae_steps"], batch_size=s["batch"], lr=max(s["lr"], 2e-3), progress=False, seed=0,
               device=device)
     predict, name = _digit_classifier(s)
