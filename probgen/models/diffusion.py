@@ -401,8 +401,8 @@ class Diffusion(Model):
         from ..metrics.modes import modes_covered
 
         data = load("grid25", n=5000)
-        model = cls((2,), timesteps=200, hidden=128)
-        model.fit(data.x, steps=1500, batch_size=512, lr=2e-3, progress=progress, seed=0)
+        model = cls((2,), timesteps=200, schedule="cosine", prediction="v", hidden=128)
+        model.fit(data.x, steps=800, batch_size=256, lr=2e-3, progress=progress, seed=0)
         samples = model.sample(2500, seed=0, steps=50)
         stats = modes_covered(samples, dataset="grid25")
         ax = plot.scatter_2d(samples, title=f"diffusion on grid25: {stats['modes']}/25 modes")
