@@ -67,8 +67,14 @@ _SCRIPT = textwrap.dedent('''
     result = probgen.fit(model, (x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False, distributed=True)
     frame = pd.DataFrame({"a": range(7)})
     doubled = map_shards(lambda df: df.assign(rank=dist.get_rank(), b=df["a"] * 2), frame)
+    bn = probgen.models.BayesianNetwork.example("asia")
+    evidence = bn.sample(301, seed=0)[["xray", "dysp", "smoke"]]
+    sharded = map_shards(lambda df: bn.posterior("lung", df), evidence)
     if dist.get_rank() == 0:
-        json.dump({"loss": result.history["loss"].tolist(), "b": doubled["b"].tolist(),
+        whole = bn.posterior("lung", evidence)
+        json.dump({"bn_max_diff": float((sharded - whole).abs().to_numpy().max()),
+                   "bn_index_equal": bool(sharded.index.equals(whole.index)),
+                   "loss": result.history["loss"].tolist(), "b": doubled["b"].tolist(),
                    "ranks": sorted(set(doubled["rank"])), "index": doubled.index.tolist()}, open(sys.argv[1], "w"))
 ''')
 
@@ -85,4 +91,5 @@ def test_under_torchrun(tmp_path):
     x, y = _data()
     ref = BayesianLinearRegression(n_features=2).fit((x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False)
     np.testing.assert_allclose(got["loss"], ref.history["loss"], rtol=1e-5, atol=1e-5)
+    assert got["bn_index_equal"] and got["bn_max_diff"] < 1e-12  # sharded Bayesian-network queries
     assert got["b"] == [2 * a for a in range(7)] and got["index"] == list(range(7)) and got["ranks"] == [0, 1]
