@@ -85,8 +85,12 @@ def test_under_torchrun(tmp_path):
     out = tmp_path / "out.json"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(out)], check=True, env=env,
-                   capture_output=True, timeout=240)
+    from probgen.infer.distributed import _free_port
+
+    cmd = [torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(script), str(out)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, f"torchrun failed:\n{run.stderr[-4000:]}"
     got = json.loads(out.read_text())
     x, y = _data()
     ref = BayesianLinearRegression(n_features=2).fit((x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False)
