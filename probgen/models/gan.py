@@ -497,3 +497,7 @@ class ConditionalGAN(GAN):
         x = torch.randn(96, 2, generator=g) * 0.1 + y[:, None].float()
         return ContractCase(cls(num_classes=3, data_shape=(2,), latent_dim=2, hidden=(16,), ema=0.9),
                             (x, y), {"steps": 20, "batch_size": 48, "lr": 1e-3}, sample_kwargs={"y": 1})
+
+
+# GAN.tour fits unlabelled points; the conditional family tours through its labelled contract case.
+ConditionalGAN.tour = classmethod(Model.tour.__func__)

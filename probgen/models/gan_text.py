@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.base import Model  # noqa: E402
 from ..core.base import ContractCase
 from ..core.checks import as_tensor, check_positive, unknown_key
 from .gan import GAN, _check_temperature, _data_tensor
@@ -236,3 +237,7 @@ class TextToImageGAN(GAN):
         caps = ["a thick seven", "a thin one", "a slanted two", "a one"] * 8
         return ContractCase(cls(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4)), (x, caps),
                             {"steps": 3, "batch_size": 16}, sample_kwargs={"caption": "a thin seven"})
+
+
+# The GAN tour fits unlabelled points; text-to-image tours through its captioned contract case.
+TextToImageGAN.tour = classmethod(Model.tour.__func__)
