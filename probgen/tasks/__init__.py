@@ -1,31 +1,18 @@
 """Applications built on any fitted model: compress, denoise, anomaly, features, augment.
 
-Each task lives in its own module and is imported on first use.
+Each task lives in its own module. The functions are bound here at package import:
+several modules share their function's name, and a submodule only rebinds the package
+attribute on its first import, so ``probgen.tasks.compress`` stays the function
+whatever is imported later.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from .anomaly import anomaly_auc, anomaly_scores
+from .augment import augment, augmentation_gain, train_on_synthetic
+from .compress import compress, decompress
+from .denoise import denoise
+from .features import features
 
-# public function name -> module in this package
-_FUNCTIONS = {
-    "compress": "compress",
-    "decompress": "compress",
-    "denoise": "denoise",
-    "anomaly_scores": "anomaly",
-    "anomaly_auc": "anomaly",
-    "features": "features",
-    "augment": "augment",
-    "train_on_synthetic": "augment",
-    "augmentation_gain": "augment",
-}
-
-__all__ = list(_FUNCTIONS)
-
-
-def __getattr__(name: str):
-    module = _FUNCTIONS.get(name)
-    if module is not None and importlib.util.find_spec(f"{__name__}.{module}") is not None:
-        return getattr(importlib.import_module(f".{module}", __name__), name)
-    raise AttributeError(f"module 'probgen.tasks' has no attribute {name!r}")
+__all__ = ["compress", "decompress", "denoise", "anomaly_scores", "anomaly_auc", "features", "augment",
+           "train_on_synthetic", "augmentation_gain"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 __all__ = ["augment", "train_on_synthetic", "augmentation_gain"]
 
-import sys
-import types
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -215,14 +213,3 @@ def augmentation_gain(make_generator: Callable[[torch.Tensor, torch.Tensor], Any
     mean = raw.groupby("size")[["real", "augmented", "synthetic_only", "gain"]].mean()
     std = raw.groupby("size")[["real", "augmented", "gain"]].std().add_suffix("_std")
     return pd.concat([mean, std], axis=1).reset_index()
-
-
-class _CallableModule(types.ModuleType):
-    """``probgen.tasks.augment`` names both this module and its function; importing the
-    module makes the package attribute the module, so the module forwards calls."""
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return augment(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

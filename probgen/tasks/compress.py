@@ -5,8 +5,6 @@ from __future__ import annotations
 __all__ = ["compress", "decompress", "Compressed"]
 
 from dataclasses import dataclass
-import sys as _sys
-import types as _types
 from typing import Any
 
 import torch
@@ -94,18 +92,3 @@ def decompress(model: Any, compressed: Compressed | Any) -> torch.Tensor:
     """Reconstruct the examples from a ``Compressed`` (or from raw float codes)."""
     z = _dequantize(compressed) if isinstance(compressed, Compressed) else as_tensor(compressed, "compressed", ndim=2)
     return model.decode(z)
-
-
-class _CallableModule(_types.ModuleType):
-    """Calling the module calls ``compress``.
-
-    The package names this module like its function, so once the module is imported
-    ``probgen.tasks.compress`` is the module; making it callable keeps
-    ``probgen.tasks.compress(...)`` working whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return compress(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

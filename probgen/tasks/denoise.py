@@ -5,8 +5,6 @@ from __future__ import annotations
 __all__ = ["denoise", "add_noise", "psnr", "gaussian_blur"]
 
 import math
-import sys as _sys
-import types as _types
 from typing import Any
 
 import torch
@@ -74,18 +72,3 @@ def gaussian_blur(x: Any, sigma: float = 1.0) -> torch.Tensor:
     pad = F.pad(x, (radius, radius, radius, radius), mode="reflect" if min(x.shape[-2:]) > radius else "replicate")
     out = F.conv2d(pad, k.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(out, k.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-class _CallableModule(_types.ModuleType):
-    """Calling the module calls ``denoise``.
-
-    The package names this module like its function, so once the module is imported
-    ``probgen.tasks.denoise`` is the module; making it callable keeps
-    ``probgen.tasks.denoise(...)`` working whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return denoise(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

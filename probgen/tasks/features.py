@@ -4,8 +4,6 @@ from __future__ import annotations
 
 __all__ = ["features"]
 
-import sys as _sys
-import types as _types
 from typing import Any
 
 import torch
@@ -31,18 +29,3 @@ def features(model: Any, x: Any, **options: Any) -> torch.Tensor:
         raise ValueError(f"model: expected a model with features(x) or encode(x), got {type(model).__name__}")
     z = torch.as_tensor(fn(x, **options)).detach()
     return z.reshape(len(z), -1)
-
-
-class _CallableModule(_types.ModuleType):
-    """Calling the module calls ``features``.
-
-    The package names this module like its function, so once the module is imported
-    ``probgen.tasks.features`` is the module; making it callable keeps
-    ``probgen.tasks.features(...)`` working whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return features(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
