@@ -155,13 +155,7 @@ class VAE(_CodecMixin, Model, PyroModule):
         from ..infer.svi import fit_svi
 
         self._build_for_fit(data, options)
-        if not options.get("jit"):
-            return fit_svi(self, data, **options)
-        # Pyro's JIT ELBOs look parameters up in the global param store, which module-local
-        # parameters bypass. For a JIT fit this model's own parameter tensors are registered in a
-        # fresh, private store (the same tensors, so the optimizer and state_dict see every update).
-        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
-            return fit_svi(self, data, **options)
+        return fit_svi(self, data, **options)
 
     # ---------------------------------------------------------------- queries
     def _log_px(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
