@@ -5,9 +5,12 @@ barren nodes are pruned (only ancestors of the targets and the evidence matter),
 factors are those CPTs, evidence is absorbed by indexing (so factors touching evidence
 get a leading row dimension), factor components that do not reach the targets
 (d-separated given the evidence) are dropped, and a greedy min-weight / min-fill
-elimination order is fixed. Executing a plan runs one ``torch.einsum`` per eliminated
-variable; steps that touch no evidence are computed once and cached. The result for a
-row depends on that row only, so rows may be split across processes freely.
+elimination order is fixed; consecutive steps are then merged where one pairwise
+contraction summing several variables is cheaper than summing them one by one. Executing
+a plan runs a few ``torch.einsum`` calls per step; steps that touch no evidence are
+computed once and cached, and a batched step is computed once per distinct value of the
+evidence it depends on (rows are sorted so that a chunk shares those values). The result
+for a row depends on that row only, so rows may be split across processes freely.
 
 We hand-write this (rather than calling pgmpy's ``VariableElimination`` per row)
 because pgmpy answers one query at a time in Python; here one plan serves thousands
@@ -65,7 +68,7 @@ class Plan:
     steps: list[tuple[tuple[int, ...], tuple[int, ...], int | None]]  # (operands, out vars, eliminated var)
     scopes: list[tuple[int, ...]]   # scope of every factor id (inputs, then step outputs)
     batched: list[bool]
-    max_row_elems: int
+    max_row_elems: int              # entries per row of the largest batched tensor (sizes chunks)
     cache: dict = field(default_factory=dict)
     fixed_cards: tuple[int, ...] = ()   # cardinality of every evidence column
 
