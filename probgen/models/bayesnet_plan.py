@@ -5,9 +5,12 @@ barren nodes are pruned (only ancestors of the targets and the evidence matter),
 factors are those CPTs, evidence is absorbed by indexing (so factors touching evidence
 get a leading row dimension), factor components that do not reach the targets
 (d-separated given the evidence) are dropped, and a greedy min-weight / min-fill
-elimination order is fixed. Executing a plan runs one ``torch.einsum`` per eliminated
-variable; steps that touch no evidence are computed once and cached. The result for a
-row depends on that row only, so rows may be split across processes freely.
+elimination order is fixed; consecutive steps are then merged where one pairwise
+contraction summing several variables is cheaper than summing them one by one. Executing
+a plan runs a few ``torch.einsum`` calls per step; steps that touch no evidence are
+computed once and cached, and a batched step is computed once per distinct value of the
+evidence it depends on (rows are sorted so that a chunk shares those values). The result
+for a row depends on that row only, so rows may be split across processes freely.
 
 We hand-write this (rather than calling pgmpy's ``VariableElimination`` per row)
 because pgmpy answers one query at a time in Python; here one plan serves thousands
@@ -65,8 +68,9 @@ class Plan:
     steps: list[tuple[tuple[int, ...], tuple[int, ...], int | None]]  # (operands, out vars, eliminated var)
     scopes: list[tuple[int, ...]]   # scope of every factor id (inputs, then step outputs)
     batched: list[bool]
-    max_row_elems: int
+    max_row_elems: int              # entries per row of the largest batched tensor (sizes chunks)
     cache: dict = field(default_factory=dict)
+    fixed_cards: tuple[int, ...] = ()   # cardinality of every evidence column
 
 
 def _ancestral(spec: NetSpec, parents: Sequence[Sequence[int]], seeds: set[int]) -> set[int]:
@@ -129,42 +133,55 @@ def compile_plan(spec: NetSpec, targets: Sequence[int], observed: Sequence[int],
                                tuple(strides), tuple(scope[i] for i in free_axes)))
     scopes = [f.free for f in factors]
     batched = [bool(f.fixed_pos) for f in factors]
-    # greedy elimination: min resulting factor size, ties by fill-in
-    live = list(range(len(factors)))
-    to_elim = sorted({u for s in scopes for u in s} - set(targets))
+    # greedy elimination: min resulting factor size (batched ones weighted), ties by variable index.
+    # Kept incremental (holders and candidate costs updated only around the last elimination):
+    # recomputing every candidate each round made compiling andes cost a tenth of its queries.
+    live = set(range(len(factors)))
+    to_elim = {u for s in scopes for u in s} - set(targets)
+    holders: dict[int, set[int]] = {}
+    for i, sc in enumerate(scopes):
+        for u in sc:
+            holders.setdefault(u, set()).add(i)
     steps = []
     max_elems = max([1] + [int(np.prod([spec.cards[u] for u in s])) for s in scopes])
     max_batched = 1
+    cand: dict[int, tuple] = {}
+    dirty = set(to_elim)
     while to_elim:
-        best = None
-        holders: dict[int, list[int]] = {}
-        for i in live:
-            for u in scopes[i]:
-                holders.setdefault(u, []).append(i)
-        for x in to_elim:
-            ops = holders.get(x, [])
+        for x in dirty:
+            ops = sorted(holders.get(x, ()))
             union = set().union(*(scopes[i] for i in ops)) - {x}
             size = math.prod(spec.cards[u] for u in union)
+            anyb = any(batched[i] for i in ops)
             # a factor with a row dimension costs once per row: weigh it by a typical chunk
-            cost = size * (batch_weight if any(batched[i] for i in ops) else 1)
-            if best is None or cost < best[0]:
-                best = (cost, x, ops, union, size)
-        _, x, ops, union, weight = best
-        if any(batched[i] for i in ops):
+            cand[x] = (size * (batch_weight if anyb else 1), x, ops, union, size, anyb)
+        _, x, ops, union, weight, anyb = min(cand.values(), key=lambda c: (c[0], c[1]))
+        if anyb:
             max_batched = max(max_batched, weight * spec.cards[x])
-        to_elim.remove(x)
+        to_elim.discard(x)
+        del cand[x]
         out = tuple(sorted(union))
         steps.append((tuple(ops), out, x))
+        new = len(scopes)
         scopes.append(out)
-        batched.append(any(batched[i] for i in ops))
-        live = [i for i in live if i not in ops] + [len(scopes) - 1]
+        batched.append(anyb)
+        for i in ops:
+            live.discard(i)
+            for u in scopes[i]:
+                holders[u].discard(i)
+        for u in out:
+            holders.setdefault(u, set()).add(new)
+        live.add(new)
+        dirty = set(out) & to_elim
         max_elems = max(max_elems, weight * spec.cards[x])
+    live = sorted(live)
     max_elems = max_batched
     # final product over the targets
     steps.append((tuple(live), targets, None))
     scopes.append(targets)
     batched.append(any(batched[i] for i in live))
-    return Plan(targets, tuple(fixed_used), factors, steps, scopes, batched, max_elems)
+    return Plan(targets, tuple(fixed_used), factors, steps, scopes, batched, max_elems,
+                fixed_cards=tuple(spec.cards[u] for u in fixed_used))
 
 
 def _factor_tensor(plan: Plan, k: int, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor | None) -> torch.Tensor:
@@ -232,6 +249,53 @@ def _evidence_positions(plan: Plan) -> list[tuple[int, ...]]:
     return ev
 
 
+def _sort_columns(plan: Plan, spec: NetSpec) -> list[int]:
+    """Evidence columns (positions in ``plan.fixed``), heaviest first.
+
+    A column's weight is the work of the batched steps that depend on it. Rows sorted
+    with these columns as major keys put rows that share the evidence of the big steps
+    next to each other, so a chunk of consecutive rows shares most of that work.
+    """
+    cols = plan.cache.get("sort_cols")
+    if cols is None:
+        ev = _evidence_positions(plan)
+        nf = len(plan.factors)
+        weight = [0.0] * len(plan.fixed)
+        for j, (_ops, out, x) in enumerate(plan.steps):
+            if plan.batched[nf + j]:
+                size = math.prod(spec.cards[u] for u in _step_vars(plan, j))
+                for c in ev[nf + j]:
+                    weight[c] += size
+        cols = sorted(range(len(plan.fixed)), key=lambda c: (-weight[c], c))
+        plan.cache["sort_cols"] = cols
+    return cols
+
+
+def _groups(fixed_vals: torch.Tensor, cols: tuple[int, ...],
+            cards: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Rows grouped by their values in ``cols``: ``(inverse, representative row per group)``.
+
+    ``None`` when grouping would save little (more groups than 90% of the rows).
+    The columns are folded into one integer key (mixed radix) where it fits in
+    int64: a 1-D ``torch.unique`` is several times faster than ``unique(dim=0)``.
+    """
+    B = fixed_vals.shape[0]
+    sub = fixed_vals[:, list(cols)]
+    if math.prod(cards[c] for c in cols) < 2 ** 62:
+        code = torch.zeros(B, dtype=torch.long, device=fixed_vals.device)
+        for i, c in enumerate(cols):
+            code = code * cards[c] + sub[:, i]
+        _, inv = torch.unique(code, return_inverse=True)
+    else:
+        _, inv = torch.unique(sub, dim=0, return_inverse=True)
+    U = int(inv.max()) + 1 if B else 0
+    if U >= 0.9 * B:
+        return None
+    rep = torch.empty(U, dtype=torch.long, device=fixed_vals.device).scatter_(
+        0, inv, torch.arange(B, device=fixed_vals.device))
+    return inv, rep
+
+
 def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
              rescale: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Execute ``plan`` for a chunk of rows.
@@ -247,14 +311,16 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
     log_scale = torch.zeros(B, dtype=dtype, device=device)
     const_log = plan.cache.get("const_log", 0.0)
     tensors: dict[int, torch.Tensor] = {}
-    maps: dict[int, torch.Tensor | None] = {}  # row map of a batched tensor (None: one row per input row)
+    # rows of a batched tensor: None (one per input row) or the evidence columns it was
+    # de-duplicated on; groups[cols] = (inverse: input row -> group, representative rows)
+    keys: dict[int, tuple[int, ...] | None] = {}
+    groups: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor] | None] = {}
     evpos = _evidence_positions(plan)
     nf = len(plan.factors)
-    rows = torch.arange(B, device=device)
     peak = 0
     for k in range(nf):
         tensors[k] = _factor_tensor(plan, k, cpts, fixed_vals)
-        maps[k] = None
+        keys[k] = None
     for j, (ops, out, _x) in enumerate(plan.steps):
         sid = nf + j
         if not plan.batched[sid] and ("step", sid) in plan.cache:
@@ -262,29 +328,29 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
             continue
         any_b = plan.batched[sid]
         inv = None
+        key = None
         if any_b:
-            cols = list(evpos[sid])
+            cols = tuple(evpos[sid])
             if B > 1 and len(cols) < fixed_vals.shape[1]:
-                _, inv_u = torch.unique(fixed_vals[:, cols], dim=0, return_inverse=True)
-                U = int(inv_u.max()) + 1 if len(inv_u) else 0
-                if U < 0.9 * B:
-                    inv = inv_u
-            rep = None if inv is None else torch.empty(int(inv.max()) + 1, dtype=torch.long,
-                                                        device=device).scatter_(0, inv, rows)
+                if cols not in groups:
+                    groups[cols] = _groups(fixed_vals, cols, plan.fixed_cards)
+                if groups[cols] is not None:
+                    key = cols
+                    inv, rep = groups[cols]
             operands = []
             for i in ops:
                 t = tensors[i]
-                if plan.batched[i]:
-                    m = maps[i]
-                    idx = (rep if m is None else m.index_select(0, rep)) if rep is not None else m
-                    if idx is not None:
-                        t = t.index_select(0, idx)
+                if plan.batched[i] and keys[i] != key:
+                    # bring operand i to this step's rows (skipped when both share the grouping)
+                    m = None if keys[i] is None else groups[keys[i]][0]
+                    idx = (rep if m is None else m.index_select(0, rep)) if key is not None else m
+                    t = t.index_select(0, idx)
                 operands.append((t, plan.scopes[i], plan.batched[i]))
         else:
             operands = [(tensors[i], plan.scopes[i], plan.batched[i]) for i in ops]
         res = _contract(plan, operands, out, any_b, dtype, device)
         if any_b:
-            peak = max(peak, res.numel())
+            peak = max(peak, res.numel(), *(o[0].numel() for o in operands))
         # rescale batched intermediates every third step (each pass costs a full read and write;
         # three steps of products cannot underflow float64 from a maximum of one)
         if rescale and _x is not None and (not any_b or j % 3 == 0 or j >= len(plan.steps) - 2):
@@ -303,7 +369,7 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
             plan.cache[("step", sid)] = res
             plan.cache["const_log"] = const_log if rescale else 0.0
         tensors[sid] = res
-        maps[sid] = inv
+        keys[sid] = key
         for i in ops:  # free memory early
             if i >= nf:
                 tensors.pop(i, None)
@@ -311,8 +377,8 @@ def run_plan(plan: Plan, cpts: Sequence[torch.Tensor], fixed_vals: torch.Tensor,
     final = tensors[last]
     if not plan.batched[-1]:
         final = final.expand((B,) + tuple(final.shape))
-    elif maps[last] is not None:
-        final = final.index_select(0, maps[last])
+    elif keys[last] is not None:
+        final = final.index_select(0, groups[keys[last]][0])
     plan.cache["peak_elems"] = peak
     return final, log_scale + plan.cache.get("const_log", 0.0)
 
@@ -378,23 +444,101 @@ def _pattern_groups(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return groups
 
 
+def _step_vars(plan: Plan, j: int) -> set[int]:
+    ops, out, _x = plan.steps[j]
+    return set(out).union(*(plan.scopes[i] for i in ops))
+
+
+def _contract_cost(operands: Sequence[tuple[tuple[int, ...], bool]], out: Sequence[int], cards: Sequence[int],
+                   rows: int = 256, peak: bool = False):
+    """Work per row of ``_contract`` on operands ``(scope, batched)``: the entries of every pairwise
+    product-sum it forms (unbatched ones count once per ``rows`` rows), in the order it forms them.
+    With ``peak``, also the largest batched tensor (entries per row) it reads or writes."""
+    if not operands:
+        return (0.0, 0) if peak else 0.0
+    size = lambda sc: math.prod(cards[u] for u in sc)  # noqa: E731
+    ops = sorted(operands, key=lambda o: size(o[0]) * (rows if o[1] else 1))
+    keep = set(out)
+    scope, b = set(ops[0][0]), ops[0][1]
+    cost = 0.0
+    top = max([size(o[0]) for o in ops if o[1]] + [0])
+    for k in range(1, len(ops)):
+        s2, b2 = ops[k]
+        union = scope | set(s2)
+        b = b or b2
+        cost += size(union) * (1.0 if b else 1.0 / rows)
+        later = set().union(*(set(o[0]) for o in ops[k + 1:]))
+        scope = {u for u in union if u in keep or u in later}
+        if b:
+            top = max(top, size(scope))
+    if len(ops) == 1 and scope != keep:
+        cost += size(scope) * (1.0 if b else 1.0 / rows)
+    return (cost, top) if peak else cost
+
+
+def _fuse_steps(plan: Plan, spec: NetSpec) -> Plan:
+    """Merge each elimination step into the next one that consumes its output, where the merged
+    contraction is cheaper: a product followed by sums over variables it shares then becomes one
+    pairwise contraction summing several variables at once (bigger inner dimension for the
+    matrix products, no intermediate of the unmerged product kept per row).
+
+    Only for sum-product plans (a merged step eliminates a tuple of variables)."""
+    nf = len(plan.factors)
+    old_scopes, old_batched = plan.scopes, plan.batched
+    cards = spec.cards
+
+    def cost(ops, out):
+        return _contract_cost([(old_scopes[i], old_batched[i]) for i in ops], out, cards)
+
+    new_id = {k: k for k in range(nf)}
+    steps, scopes, batched = [], list(old_scopes[:nf]), list(old_batched[:nf])
+
+    def flush(p):
+        ops, out, xs, sid, _c = p
+        steps.append((tuple(new_id[i] for i in ops), out, xs if xs is None else tuple(xs)))
+        scopes.append(out)
+        batched.append(any(batched[new_id[i]] for i in ops))
+        new_id[sid] = len(scopes) - 1
+
+    pending = None
+    for j, (ops, out, x) in enumerate(plan.steps):
+        sid = nf + j
+        c = cost(ops, out)
+        if pending is not None and x is not None and pending[3] in ops:
+            merged = tuple(i for i in pending[0] if i != pending[3]) + tuple(i for i in ops if i != pending[3])
+            cm = cost(merged, out)
+            if cm <= pending[4] + c:
+                pending = (merged, out, pending[2] + [x], sid, cm)
+                continue
+        if pending is not None:
+            flush(pending)
+        pending = (ops, out, None if x is None else [x], sid, c)
+    flush(pending)
+    # the largest batched tensor a row needs: sizes the chunks
+    top = max([1] + [_contract_cost([(scopes[i], batched[i]) for i in ops], out, cards, peak=True)[1]
+                     for ops, out, _x in steps])
+    return Plan(plan.targets, plan.fixed, plan.factors, steps, scopes, batched, top,
+                fixed_cards=plan.fixed_cards)
+
+
 def _row_cost(plan: Plan, spec: NetSpec, rows: int = 1000) -> float:
     nf = len(plan.factors)
     cost = 0.0
-    for j, (_ops, out, x) in enumerate(plan.steps):
-        size = math.prod(spec.cards[u] for u in set(out) | ({x} if x is not None else set()))
-        cost += size if plan.batched[nf + j] else size / rows
+    for j, (ops, out, _x) in enumerate(plan.steps):
+        cost += _contract_cost([(plan.scopes[i], plan.batched[i]) for i in ops], out, spec.cards, rows) \
+            if plan.batched[nf + j] else math.prod(spec.cards[u] for u in _step_vars(plan, j)) / rows
     return cost
 
 
 def _compile_best(spec: NetSpec, targets, observed, do_vars, keep_all: bool) -> Plan:
     """The plan of least per-row work among a few batch weightings (only tried for big plans)."""
-    plan = compile_plan(spec, targets, observed, do_vars, keep_all=keep_all)
+    plan = _fuse_steps(compile_plan(spec, targets, observed, do_vars, keep_all=keep_all), spec)
     if plan.max_row_elems <= 4096:
         return plan
     best = (_row_cost(plan, spec), plan)
     for weight in (1, 3, 6, 16):  # greedy orders are erratic in the weight: try several
-        other = compile_plan(spec, targets, observed, do_vars, keep_all=keep_all, batch_weight=weight)
+        other = _fuse_steps(compile_plan(spec, targets, observed, do_vars, keep_all=keep_all,
+                                         batch_weight=weight), spec)
         best = min(best, (_row_cost(other, spec), other), key=lambda t: t[0])
     return best[1]
 
@@ -446,7 +590,11 @@ def batched_query(spec: NetSpec, cpts: Sequence[torch.Tensor], values: torch.Ten
                                                                               device=device)
         # de-duplicate rows that agree on every variable the plan reads
         if len(rows) > 1 and fixed_vals.shape[1]:
-            uniq, inverse = torch.unique(fixed_vals, dim=0, return_inverse=True)
+            # sorted with the heaviest evidence columns as major keys: consecutive rows (one chunk)
+            # then share the big steps' evidence, and with it their work
+            cols = _sort_columns(plan, spec)
+            uniq, inverse = torch.unique(fixed_vals[:, cols], dim=0, return_inverse=True)
+            uniq = uniq[:, np.argsort(cols).tolist()]
         else:
             uniq, inverse = fixed_vals[:1], torch.zeros(len(rows), dtype=torch.long, device=device)
         U = uniq.shape[0]
