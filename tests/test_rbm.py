@@ -274,6 +274,29 @@ def test_recommender_learns_tastes_and_recommends():
     assert rec.score(test).shape == (len(test),)
 
 
+def test_shared_levels_learn_each_users_rating_scale():
+    # generous and harsh users, no item effect, 300 items with about 5 ratings each: per-item
+    # weights cannot learn a user's scale, weights shared across items per level can
+    rng = np.random.Generator(np.random.PCG64(0))
+    generous = rng.integers(0, 2, 80)
+    rows = [(u, int(m), (4.0 if generous[u] else 2.0) + float(rng.choice([-1.0, 0.0, 0.0, 1.0])))
+            for u in range(80) for m in rng.choice(300, size=20, replace=False)]
+    df = pd.DataFrame(rows, columns=["userId", "movieId", "rating"])
+    test = df.groupby("userId").head(4)
+    train = df.drop(test.index)
+    test = test[test.movieId.isin(set(train.movieId))]
+    global_mean = float(np.sqrt(((train["rating"].mean() - test["rating"]) ** 2).mean()))
+    rmse = {}
+    for shared in (False, True):
+        rec = RecommenderRBM(n_hidden=4, shared_levels=shared)
+        rec.fit(train, epochs=30, batch_size=10, lr=0.05, progress=False, seed=0)
+        rmse[shared] = rec.rmse(test)
+    assert rmse[True] < 0.85 * global_mean and rmse[True] < rmse[False] - 0.2
+    assert rec.get_config()["shared_levels"] is True and rec.U.abs().sum() > 0
+    with pytest.raises(ValueError, match="shared_levels"):
+        RecommenderRBM(shared_levels="yes")
+
+
 def test_recommender_bad_input():
     df, _ = _taste_ratings(20, 10)
     rec = RecommenderRBM(n_hidden=4)
