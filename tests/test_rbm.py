@@ -125,6 +125,84 @@ def test_training_raises_the_exact_likelihood(method):
     assert after > -8 * math.log(2) + 1.5  # well above the uniform distribution
 
 
+def _reference_updates(W, b, c, data, u_v, u_h, u_mid, persistent, chain_ph, lr, momentum, wd):
+    """Plain CD-k / PCD-k from given uniforms, one tensor op at a time (what _fused_cd must equal)."""
+    vel = [torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)]
+    ph, losses = chain_ph, []
+    for i, v0 in enumerate(data):
+        ph0 = torch.sigmoid(v0 @ W + c)
+        if not persistent:
+            ph = ph0
+        k = u_h.shape[1]
+        for j in range(k):
+            h = (u_h[i, j, :, :-1] < ph).float()
+            mean = torch.sigmoid(h @ W.T + b)
+            if j < k - 1:
+                ph = torch.sigmoid((u_mid[i, j, :, :-1] < mean).float() @ W + c)
+            else:
+                vk = (u_v[i] < mean).float()
+        phk = torch.sigmoid(vk @ W + c)
+        ph = phk
+        losses.append(((torch.sigmoid(ph0 @ W.T + b) - v0) ** 2).sum() / len(v0))
+        grads = [v0.T @ ph0 / len(v0) - vk.T @ phk / len(vk) - wd * W, v0.mean(0) - vk.mean(0), ph0.mean(0) - phk.mean(0)]
+        for g, vl, param in zip(grads, vel, (W, b, c)):
+            vl.mul_(momentum).add_(lr * g)
+            param.add_(vl)
+    return W, b, c, ph, losses
+
+
+@pytest.mark.parametrize("persistent,k,n,m,momentum,wd", [(True, 1, 4, 4, 0.0, 0.0), (True, 2, 3, 5, 0.5, 0.01),
+                                                          (False, 1, 4, 4, 0.0, 0.0), (False, 3, 4, 4, 0.9, 0.001)])
+def test_fused_updates_equal_the_plain_algorithm(persistent, k, n, m, momentum, wd):
+    from probgen.models.rbm import _augment, _fused_cd
+
+    g = torch.Generator().manual_seed(0)
+    dv, nh, steps, lr = 6, 5, 7, 0.3
+    W, b, c = 0.5 * torch.randn(dv, nh, generator=g), 0.3 * torch.randn(dv, generator=g), 0.3 * torch.randn(nh, generator=g)
+    data = (torch.rand(steps, n, dv, generator=g) < 0.5).float()
+    m = m if persistent else n
+    u_v = torch.rand(steps, m, dv, generator=g)
+    u_h = torch.rand(steps, k, m, nh + 1, generator=g)
+    u_mid = torch.rand(steps, k - 1, m, dv + 1, generator=g)
+    chain_ph = torch.rand(m, nh, generator=g) if persistent else None
+    v = torch.ones(steps, n + m, dv + 1)
+    v[:, :n, :dv], v[:, n:, :dv] = data, u_v
+    mid = u_mid.clone()
+    mid[..., dv] = 1.0
+    wa, losses = _augment(W, b, c), []
+    vel = torch.zeros_like(wa) if momentum else None
+    ph_aug = torch.cat([chain_ph, torch.ones(m, 1)], 1) if persistent else None
+    last = _fused_cd(wa, v, u_h.clone(), mid, n, persistent, lr, momentum, wd, vel, ph_aug, list(range(steps)), losses)
+    rW, rb, rc, rph, rlosses = _reference_updates(W.clone(), b.clone(), c.clone(), data, u_v, u_h, u_mid, persistent,
+                                                  chain_ph, lr, momentum, wd)
+    torch.testing.assert_close(wa[:-1, :-1], rW, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wa[:-1, -1], rb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wa[-1, :-1], rc, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(last, rph, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.stack(losses), torch.stack(rlosses), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(wa[:-1, :-1], W)  # the updates moved the weights
+
+
+def test_fused_fit_reproduces_and_keeps_one_history_row_per_epoch():
+    x = _two_patterns()
+    runs = []
+    for _ in range(2):
+        rbm = RBM(8, 4, momentum=0.5)
+        result = rbm.fit(x, epochs=6, batch_size=30, lr=0.1, progress=False, seed=3)
+        runs.append((rbm.W.clone(), result))
+    assert torch.equal(runs[0][0], runs[1][0])
+    history = runs[0][1].history
+    assert history["epoch"].tolist() == list(range(6)) and history["step"].tolist() == [7 * e + 6 for e in range(6)]  # 7 updates per epoch
+    assert runs[0][1].info["steps"] == 42 and "steps=42" in repr(runs[0][1])
+    other = RBM(8, 4, momentum=0.5)
+    other.fit(x, epochs=6, batch_size=30, lr=0.1, progress=False, seed=4)
+    assert not torch.equal(other.W, runs[0][0])
+    seen = []
+    stopped = RBM(8, 4).fit(x, epochs=6, batch_size=30, lr=0.1, progress=False, seed=0,
+                            callbacks=[lambda step, record, model: seen.append(step) or step >= 13])
+    assert seen == [6, 13] and len(stopped.history) == 2 and stopped.info["steps"] == 14
+
+
 def test_gaussian_rbm_fits_two_clusters():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(100, 3, generator=g) * 0.3 + 1.5, torch.randn(100, 3, generator=g) * 0.3 - 1.5])
@@ -194,6 +272,29 @@ def test_recommender_learns_tastes_and_recommends():
     frame = rec.recommend(pd.DataFrame({"userId": [7, 7], "movieId": [1, 3], "rating": [5.0, 4.0]}), k=2)
     assert all(m % 2 == 1 for m in frame["movieId"])
     assert rec.score(test).shape == (len(test),)
+
+
+def test_shared_levels_learn_each_users_rating_scale():
+    # generous and harsh users, no item effect, 300 items with about 5 ratings each: per-item
+    # weights cannot learn a user's scale, weights shared across items per level can
+    rng = np.random.Generator(np.random.PCG64(0))
+    generous = rng.integers(0, 2, 80)
+    rows = [(u, int(m), (4.0 if generous[u] else 2.0) + float(rng.choice([-1.0, 0.0, 0.0, 1.0])))
+            for u in range(80) for m in rng.choice(300, size=20, replace=False)]
+    df = pd.DataFrame(rows, columns=["userId", "movieId", "rating"])
+    test = df.groupby("userId").head(4)
+    train = df.drop(test.index)
+    test = test[test.movieId.isin(set(train.movieId))]
+    global_mean = float(np.sqrt(((train["rating"].mean() - test["rating"]) ** 2).mean()))
+    rmse = {}
+    for shared in (False, True):
+        rec = RecommenderRBM(n_hidden=4, shared_levels=shared)
+        rec.fit(train, epochs=30, batch_size=10, lr=0.05, progress=False, seed=0)
+        rmse[shared] = rec.rmse(test)
+    assert rmse[True] < 0.85 * global_mean and rmse[True] < rmse[False] - 0.2
+    assert rec.get_config()["shared_levels"] is True and rec.U.abs().sum() > 0
+    with pytest.raises(ValueError, match="shared_levels"):
+        RecommenderRBM(shared_levels="yes")
 
 
 def test_recommender_bad_input():

@@ -66,6 +66,6 @@ class FitResult:
         return plot.training_curves(self.history, ax=ax, columns=columns, title=f"{type(self.model).__name__} ({self.engine})")
 
     def __repr__(self) -> str:
-        rows = len(self.history)
-        return (f"FitResult(model={type(self.model).__name__}, engine={self.engine!r}, steps={rows}, "
+        steps = self.info.get("steps", len(self.history))  # updates (a fused fit keeps one row per epoch)
+        return (f"FitResult(model={type(self.model).__name__}, engine={self.engine!r}, steps={steps}, "
                 f"wall_time={self.wall_time:.2f}s, device={self.device!r})")

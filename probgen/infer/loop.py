@@ -71,14 +71,25 @@ def train(
     default_steps: int = 1000,
     parameters: Callable[[], Sequence[torch.nn.Parameter]] | None = None,
     warmup: Callable[[tuple], None] | None = None,
+    segment_fn: Callable[[tuple, torch.Tensor, int, int], dict] | None = None,
 ) -> FitResult:
     """Run the loop and return a ``FitResult``.
 
     Exactly one of ``loss_fn`` (returns a scalar to minimise; the loop owns the
     optimizer) and ``step_fn`` (does its own update, returns a dict of floats) is given.
+
+    ``segment_fn(tensors, rows, batch_size, first_step) -> dict`` (with ``step_fn``, outside a
+    process group) is the fused path for cheap steps: the loop hands it the shuffled row
+    indices of several consecutive minibatches (up to the end of the epoch, the next
+    evaluation / checkpoint or the last step), it runs their updates in one call and the loop
+    records one history row per segment (``step`` = its last update); callbacks, validation,
+    early stopping, checkpoints and the progress bar act at segment ends. The minibatches are
+    the ones ``iterate_minibatches`` draws from the same generator.
     """
     if (loss_fn is None) == (step_fn is None):
         raise TypeError("train: give exactly one of loss_fn and step_fn")
+    if segment_fn is not None and step_fn is None:
+        raise TypeError("train: segment_fn goes with step_fn")
     n = len(tensors[0])
     ctx = world() if opts.distributed else DistributedContext()
     batch_size = min(opts.batch_size or min(n, 256), n)
@@ -112,6 +123,13 @@ def train(
                 _broadcast_state(model)
         model.train()
         main = ctx.rank == 0
+        if segment_fn is not None and not ctx.active:
+            bar = progress_bar(total=total, enabled=opts.progress, desc=f"{type(model).__name__} [{engine}]")
+            stopped_early, best, steps_done = _train_segments(
+                model, tensors, segment_fn, generator, batch_size, steps_per_epoch, total, eval_every, opts,
+                eval_fn, val_tensors, bar, records)
+            bar.close()
+            return _finish(model, opts, records, best, stopped_early, batch_size, steps_done, ctx, engine, start)
         bar = progress_bar(range(total), enabled=opts.progress and main, desc=f"{type(model).__name__} [{engine}]")
         for step in bar:
             batch = pending.pop() if pending else next(batches)
@@ -157,16 +175,70 @@ def train(
                 stopped_early = True
                 break
         bar.close()
+    return _finish(model, opts, records, best, stopped_early, batch_size, len(records), ctx, engine, start)
+
+
+def _finish(model, opts: FitOptions, records: list[dict], best: tuple, stopped_early: bool, batch_size: int,
+            steps: int, ctx: DistributedContext, engine: str, start: float) -> FitResult:
     if opts.patience is not None and best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()
-    info = {"batch_size": batch_size, "steps": len(records), "stopped_early": stopped_early}
+    info = {"batch_size": batch_size, "steps": steps, "stopped_early": stopped_early}
     if ctx.active:
         info.update(processes=ctx.size, rank=ctx.rank)
     if best[1] is not None:
         info.update(best_val_loss=best[0], best_step=best[2])
     return FitResult(model=model, engine=engine, history=pd.DataFrame.from_records(records),
                      wall_time=time.perf_counter() - start, device=str(opts.device), info=info)
+
+
+def _train_segments(model, tensors, segment_fn, generator, batch_size: int, steps_per_epoch: int, total: int,
+                    eval_every: int, opts: FitOptions, eval_fn, val_tensors, bar, records: list[dict]):
+    """The fused path of ``train``: one ``segment_fn`` call and one history row per segment.
+
+    Written for models whose update costs a few microseconds of arithmetic (an RBM on
+    minibatches of 10): there the per-step Python around the update (history dict, callback
+    and progress checks, minibatch gather) cost as much as the update itself.
+    """
+    n = len(tensors[0])
+    best = (math.inf, None, -1)
+    evaluations_since_best = 0
+    step = 0
+    device = tensors[0].device
+    while step < total:
+        order = torch.randperm(n, generator=generator).to(device)  # the draw iterate_minibatches makes
+        epoch_start = step
+        while step < total and step - epoch_start < steps_per_epoch:
+            boundary = (step // eval_every + 1) * eval_every  # next evaluation / checkpoint
+            end = min(epoch_start + steps_per_epoch, boundary, total)
+            first_row = (step - epoch_start) * batch_size
+            rows = order[first_row:first_row + (end - step) * batch_size]
+            record = {"step": end - 1, **segment_fn(tensors, rows, batch_size, step),
+                      "epoch": epoch_start // steps_per_epoch}
+            at_boundary = end % eval_every == 0 or end == total
+            if eval_fn is not None and val_tensors is not None and at_boundary:
+                model.eval()
+                with torch.no_grad():
+                    record["val_loss"] = float(eval_fn(val_tensors))
+                model.train()
+                if record["val_loss"] < best[0]:
+                    best = (record["val_loss"], copy.deepcopy(model.state_dict()), end - 1)
+                    evaluations_since_best = 0
+                else:
+                    evaluations_since_best += 1
+            if opts.checkpoint is not None and at_boundary:
+                from ..core.io import save
+
+                save(model, opts.checkpoint)
+            records.append(record)
+            bar.update(end - step)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "val_loss")})
+            step = end
+            if any(cb(end - 1, record, model) for cb in opts.callbacks):
+                return False, best, step
+            if opts.patience is not None and evaluations_since_best >= opts.patience:
+                return True, best, step
+    return False, best, step
 
 
 class _LossModule(torch.nn.Module):

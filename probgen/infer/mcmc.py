@@ -7,7 +7,9 @@ Two uses share the name:
   ``arviz.InferenceData`` with sample statistics;
 * MCMC-based learning for energy models: when the family defines
   ``mcmc_step(batch, step) -> dict`` (contrastive divergence and the like), the
-  shared training loop runs it.
+  shared training loop runs it; a family that also defines
+  ``mcmc_steps(tensors, rows, batch_size, first_step) -> dict`` gets the loop's fused
+  path (several minibatches per call, one history row per epoch or evaluation period).
 
 Chains run one after the other in this process, each from its own seed: Pyro's
 multi-chain mode forks worker processes, which is slow on two cores and breaks
@@ -44,7 +46,8 @@ def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
         val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
         model.to(opts.device)
         eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
-        return train(model, tensors, opts, engine="mcmc", step_fn=model.mcmc_step, eval_fn=eval_fn, val_tensors=val)
+        return train(model, tensors, opts, engine="mcmc", step_fn=model.mcmc_step, eval_fn=eval_fn, val_tensors=val,
+                     segment_fn=getattr(model, "mcmc_steps", None))
 
     opts = parse_options("mcmc", options, extra={"num_samples": 500, "warmup_steps": None, "num_chains": 2,
                                                  "kernel": "nuts", "target_accept": 0.8, "max_tree_depth": 10})

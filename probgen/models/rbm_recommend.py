@@ -30,6 +30,10 @@ class RecommenderRBM(Model):
     Arguments:
         n_hidden: binary hidden units (features shared by all users).
         k: Gibbs steps of CD-k.
+        shared_levels: tie part of the weights across items: the weight of (item, level) to the
+            hidden units is ``W[item, level] + U[level]``. A hidden unit can then learn a user's
+            rating scale ("rates everything high") once for all items, which per-item weights of
+            rarely rated items cannot (most MovieLens items have a handful of ratings).
         momentum: SGD momentum.
         weight_decay: L2 penalty on the weights.
         user_col, item_col, rating_col: the DataFrame's column names.
@@ -54,7 +58,8 @@ class RecommenderRBM(Model):
     log_prob_alternative = "score(ratings) (the surprise -log p(rating | the user's other ratings)) or rmse(ratings)"
 
     def __init__(self, n_hidden: int = 100, k: int = 1, momentum: float = 0.9, weight_decay: float = 0.001,
-                 user_col: str = "userId", item_col: str = "movieId", rating_col: str = "rating"):
+                 user_col: str = "userId", item_col: str = "movieId", rating_col: str = "rating",
+                 shared_levels: bool = False):
         check_positive("n_hidden", n_hidden, integer=True)
         check_positive("k", k, integer=True)
         if not 0 <= momentum < 1:
@@ -63,6 +68,9 @@ class RecommenderRBM(Model):
         super().__init__()
         self.n_hidden, self.k = int(n_hidden), int(k)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        if not isinstance(shared_levels, bool):
+            raise ValueError(f"shared_levels: expected True or False, got {shared_levels!r}")
+        self.shared_levels = shared_levels
         self.columns = (user_col, item_col, rating_col)
         self._set_vocab([], [], [])
         self.register_load_state_dict_post_hook(lambda module, keys: module._reindex())
@@ -74,6 +82,7 @@ class RecommenderRBM(Model):
         self.register_buffer("W", torch.zeros(i * k, h))
         self.register_buffer("b", torch.zeros(i * k))
         self.register_buffer("c", torch.zeros(h))
+        self.register_buffer("U", torch.zeros(k, h))  # weights shared by all items per level (shared_levels)
         # the training ratings as level indices (-1 = not rated): recommendations for known users need them
         self.register_buffer("train_levels", torch.full((u, i), -1, dtype=torch.int8))
         object.__setattr__(self, "_state", {})
@@ -161,6 +170,7 @@ class RecommenderRBM(Model):
         g = torch.Generator().manual_seed(0 if options.get("seed") is None else int(options["seed"]))
         self.W = 0.01 * torch.randn(len(items) * k, self.n_hidden, generator=g)
         self.c = torch.zeros(self.n_hidden)
+        self.U = torch.zeros(k, self.n_hidden)
         options.setdefault("lr", 0.01)
         options.setdefault("batch_size", 32)
         self._state.update(lr=float(check_positive("lr", options["lr"])), velocity=None, loss=None)
@@ -178,13 +188,22 @@ class RecommenderRBM(Model):
 
     def _hidden_prob(self, n: int, row: torch.Tensor, item: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         # Σ over the rated items of W[item, level, :] — a sparse product, as index_add over the pairs
-        act = torch.zeros(n, self.n_hidden, device=self.W.device).index_add_(0, row, self.W[item * self.num_levels + level])
+        rows = self.W[item * self.num_levels + level]
+        if self.shared_levels:
+            rows = rows + self.U[level]
+        act = torch.zeros(n, self.n_hidden, device=self.W.device).index_add_(0, row, rows)
         return torch.sigmoid(act + self.c)
 
     def _item_logits(self, h: torch.Tensor, row: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         k = self.num_levels
         w = self.W.reshape(-1, k, self.n_hidden)[item]  # (pairs, K, H)
-        return self.b.reshape(-1, k)[item] + torch.einsum("pkh,ph->pk", w, h[row])
+        logits = self.b.reshape(-1, k)[item] + torch.einsum("pkh,ph->pk", w, h[row])
+        return logits + h[row] @ self.U.T if self.shared_levels else logits
+
+    def _all_item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits of every (item, level) given hidden values ``h`` (n, H): (n, items, K)."""
+        logits = (self.b + h @ self.W.T).reshape(len(h), -1, self.num_levels)
+        return logits + (h @ self.U.T)[:, None, :] if self.shared_levels else logits
 
     def mcmc_step(self, batch: tuple[torch.Tensor, ...], step: int) -> dict:
         """One CD-k update on a minibatch of users (called by the mcmc engine)."""
@@ -203,10 +222,18 @@ class RecommenderRBM(Model):
         grad_b = (torch.bincount(item * k + level, minlength=len(self.b))
                   - torch.bincount(item * k + lv, minlength=len(self.b))).float() / n
         grad_c = ph0.mean(0) - ph.mean(0)
+        grads, params = [grad_w, grad_b, grad_c], [self.W, self.b, self.c]
+        if self.shared_levels:
+            # the same statistics summed over items per level, averaged over the rated pairs rather
+            # than the users: U enters every pair, and a per-user average (a sum over ~100 pairs)
+            # made CD diverge on MovieLens after 50-80 epochs
+            grad_u = torch.zeros_like(self.U).index_add_(0, level, ph0[row]).index_add_(0, lv, ph[row], alpha=-1.0)
+            grads.append(grad_u.div_(len(row)).add_(self.U, alpha=-self.weight_decay))
+            params.append(self.U)
         state = self._state
         if state.get("velocity") is None:
-            state["velocity"] = [torch.zeros_like(g) for g in (grad_w, grad_b, grad_c)]
-        for vel, g, param in zip(state["velocity"], (grad_w, grad_b, grad_c), (self.W, self.b, self.c)):
+            state["velocity"] = [torch.zeros_like(g) for g in grads]
+        for vel, g, param in zip(state["velocity"], grads, params):
             param.add_(vel.mul_(self.momentum).add_(g, alpha=state["lr"]))
         # recorded loss: RMSE of the one-step reconstruction of the batch's own ratings
         levels = torch.tensor(self.levels, device=self.W.device)
@@ -299,8 +326,7 @@ class RecommenderRBM(Model):
             levels = torch.tensor(self.levels, device=self.W.device)
             rows = []
             for user, ph, rated in profiles:
-                logits = (self.b + ph @ self.W.T).reshape(-1, self.num_levels)
-                pred = torch.softmax(logits, -1) @ levels
+                pred = torch.softmax(self._all_item_logits(ph)[0], -1) @ levels
                 if exclude_rated:
                     pred[rated] = -float("inf")
                 top = torch.topk(pred, min(k, int(torch.isfinite(pred).sum()))).indices
@@ -315,9 +341,12 @@ class RecommenderRBM(Model):
         k = self.num_levels
         h = _bernoulli(torch.full((n, self.n_hidden), 0.5, device=self.W.device))
         for _ in range(steps):
-            probs = torch.softmax((self.b + h @ self.W.T).reshape(n, -1, k), -1)
+            probs = torch.softmax(self._all_item_logits(h), -1)
             v = torch.multinomial(probs.reshape(-1, k), 1).reshape(n, -1)
-            act = F.one_hot(v, k).float().reshape(n, -1) @ self.W
+            onehot = F.one_hot(v, k).float()
+            act = onehot.reshape(n, -1) @ self.W
+            if self.shared_levels:
+                act = act + onehot.sum(1) @ self.U
             h = _bernoulli(torch.sigmoid(act + self.c))
         return torch.tensor(self.levels, device=self.W.device)[v]
 
