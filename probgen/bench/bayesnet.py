@@ -83,16 +83,9 @@ def _nhefs() -> tuple[float, float]:
     The network of ``notebooks/bayesian_networks.ipynb``: confounders into treatment and
     outcome, Bayesian (BDeu) fit, effect read off ``do``.
     """
-    from ..models.bayesnet import BayesianNetwork
-    from ..models.bayesnet_causal import nhefs_frame
+    from ..models.bayesnet_causal import nhefs_network
 
-    frame, values = nhefs_frame()
-    edges = [("sex", "wt71"), ("age", "smokeyrs"), ("sex", "smokeintensity"), ("smokeyrs", "smokeintensity"),
-             ("age", "exercise")]
-    edges += [(c, "qsmk") for c in ("sex", "age", "smokeintensity", "smokeyrs", "exercise", "wt71")]
-    edges += [(c, "weight_gain") for c in ("qsmk", "sex", "age", "smokeintensity", "wt71")]
-    bn = BayesianNetwork(edges, states={c: sorted(frame[c].unique()) for c in frame.columns})
-    bn.fit(frame, inference="bayes", equivalent_sample_size=1.0)
+    bn, frame, values = nhefs_network()
     effect = bn.ate("qsmk", "weight_gain", "1", "0", outcome_values=values)
     naive = frame.assign(kg=frame["weight_gain"].map(values)).groupby("qsmk")["kg"].mean()
     return float(effect), float(naive["1"] - naive["0"])

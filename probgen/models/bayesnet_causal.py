@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ate", "counterfactual", "twin_network", "nhefs_frame"]
+__all__ = ["ate", "counterfactual", "twin_network", "nhefs_frame", "nhefs_network", "NHEFS_EDGES"]
 
 from typing import Any, Mapping, Sequence
 
@@ -142,3 +142,24 @@ def nhefs_frame() -> tuple[pd.DataFrame, dict[str, float]]:
     }).reset_index(drop=True)
     values = raw["wt82_71"].groupby(frame["weight_gain"].to_numpy()).mean().to_dict()
     return frame, {str(k): float(v) for k, v in values.items()}
+
+
+# The confounders of quitting (qsmk) and weight gain, and how they depend on each other.
+NHEFS_EDGES = [("sex", "wt71"), ("age", "smokeyrs"), ("sex", "smokeintensity"), ("smokeyrs", "smokeintensity"),
+               ("age", "exercise"),
+               *[(c, "qsmk") for c in ("sex", "age", "smokeintensity", "smokeyrs", "exercise", "wt71")],
+               *[(c, "weight_gain") for c in ("qsmk", "sex", "age", "smokeintensity", "wt71")]]
+
+
+def nhefs_network():
+    """The discretised NHEFS network over ``NHEFS_EDGES``, fitted (BDeu, equivalent sample size 1).
+
+    Returns ``(bn, frame, values)``: the fitted network, the data of ``nhefs_frame`` and the
+    outcome bins' values in kg.
+    """
+    from .bayesnet import BayesianNetwork
+
+    frame, values = nhefs_frame()
+    bn = BayesianNetwork(NHEFS_EDGES, states={c: sorted(frame[c].unique()) for c in frame.columns})
+    bn.fit(frame, inference="bayes", equivalent_sample_size=1.0)
+    return bn, frame, values
