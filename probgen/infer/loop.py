@@ -101,8 +101,7 @@ def train(
     eval_every = opts.eval_every or (steps_per_epoch if opts.epochs else max(1, total // 20))
     start = time.perf_counter()
     records: list[dict] = []
-    best = (math.inf, None, -1)
-    evaluations_since_best = 0
+    validation = _Validation(model, eval_fn, val_tensors, opts.patience)
     stopped_early = False
     with seeded(opts.seed):
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
@@ -125,11 +124,12 @@ def train(
         main = ctx.rank == 0
         if segment_fn is not None and not ctx.active:
             bar = progress_bar(total=total, enabled=opts.progress, desc=f"{type(model).__name__} [{engine}]")
-            stopped_early, best, steps_done = _train_segments(
+            stopped_early, steps_done = _train_segments(
                 model, tensors, segment_fn, generator, batch_size, steps_per_epoch, total, eval_every, opts,
-                eval_fn, val_tensors, bar, records)
+                validation, bar, records)
             bar.close()
-            return _finish(model, opts, records, best, stopped_early, batch_size, steps_done, ctx, engine, start)
+            return _finish(model, opts, records, validation.best, stopped_early, batch_size, steps_done, ctx, engine,
+                           start)
         bar = progress_bar(range(total), enabled=opts.progress and main, desc=f"{type(model).__name__} [{engine}]")
         for step in bar:
             batch = pending.pop() if pending else next(batches)
@@ -151,31 +151,21 @@ def train(
             if ctx.active:
                 record = _average_record(record)
             record["epoch"] = step // steps_per_epoch
-            is_eval = eval_fn is not None and val_tensors is not None and ((step + 1) % eval_every == 0 or step + 1 == total)
-            if is_eval:
-                model.eval()
-                with torch.no_grad():
-                    record["val_loss"] = float(eval_fn(val_tensors))
-                model.train()
-                if record["val_loss"] < best[0]:
-                    best = (record["val_loss"], copy.deepcopy(model.state_dict()), step)
-                    evaluations_since_best = 0
-                else:
-                    evaluations_since_best += 1
-            if main and opts.checkpoint is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
-                from ..core.io import save
-
-                save(model, opts.checkpoint)
+            if (step + 1) % eval_every == 0 or step + 1 == total:
+                validation.evaluate(record, step)
+                if main:
+                    _checkpoint(model, opts)
             records.append(record)
             if step % max(1, total // 100) == 0:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "val_loss")})
             if any(cb(step, record, model) for cb in opts.callbacks):
                 break
-            if opts.patience is not None and evaluations_since_best >= opts.patience:
+            if validation.exhausted:
                 stopped_early = True
                 break
         bar.close()
-    return _finish(model, opts, records, best, stopped_early, batch_size, len(records), ctx, engine, start)
+    return _finish(model, opts, records, validation.best, stopped_early, batch_size, len(records), ctx, engine,
+                   start)
 
 
 def _finish(model, opts: FitOptions, records: list[dict], best: tuple, stopped_early: bool, batch_size: int,
@@ -193,7 +183,7 @@ def _finish(model, opts: FitOptions, records: list[dict], best: tuple, stopped_e
 
 
 def _train_segments(model, tensors, segment_fn, generator, batch_size: int, steps_per_epoch: int, total: int,
-                    eval_every: int, opts: FitOptions, eval_fn, val_tensors, bar, records: list[dict]):
+                    eval_every: int, opts: FitOptions, validation: "_Validation", bar, records: list[dict]):
     """The fused path of ``train``: one ``segment_fn`` call and one history row per segment.
 
     Written for models whose update costs a few microseconds of arithmetic (an RBM on
@@ -201,8 +191,6 @@ def _train_segments(model, tensors, segment_fn, generator, batch_size: int, step
     and progress checks, minibatch gather) cost as much as the update itself.
     """
     n = len(tensors[0])
-    best = (math.inf, None, -1)
-    evaluations_since_best = 0
     step = 0
     device = tensors[0].device
     while step < total:
@@ -215,30 +203,52 @@ def _train_segments(model, tensors, segment_fn, generator, batch_size: int, step
             rows = order[first_row:first_row + (end - step) * batch_size]
             record = {"step": end - 1, **segment_fn(tensors, rows, batch_size, step),
                       "epoch": epoch_start // steps_per_epoch}
-            at_boundary = end % eval_every == 0 or end == total
-            if eval_fn is not None and val_tensors is not None and at_boundary:
-                model.eval()
-                with torch.no_grad():
-                    record["val_loss"] = float(eval_fn(val_tensors))
-                model.train()
-                if record["val_loss"] < best[0]:
-                    best = (record["val_loss"], copy.deepcopy(model.state_dict()), end - 1)
-                    evaluations_since_best = 0
-                else:
-                    evaluations_since_best += 1
-            if opts.checkpoint is not None and at_boundary:
-                from ..core.io import save
-
-                save(model, opts.checkpoint)
+            if end % eval_every == 0 or end == total:
+                validation.evaluate(record, end - 1)
+                _checkpoint(model, opts)
             records.append(record)
             bar.update(end - step)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "val_loss")})
             step = end
             if any(cb(end - 1, record, model) for cb in opts.callbacks):
-                return False, best, step
-            if opts.patience is not None and evaluations_since_best >= opts.patience:
-                return True, best, step
-    return False, best, step
+                return False, step
+            if validation.exhausted:
+                return True, step
+    return False, step
+
+
+class _Validation:
+    """Validation at evaluation points, shared by both paths of ``train``: writes ``val_loss``
+    into the record, keeps the best state and counts evaluations since it (early stopping)."""
+
+    def __init__(self, model, eval_fn, val_tensors, patience: int | None):
+        self.model, self.eval_fn, self.val_tensors, self.patience = model, eval_fn, val_tensors, patience
+        self.best: tuple = (math.inf, None, -1)
+        self.since_best = 0
+
+    def evaluate(self, record: dict, step: int) -> None:
+        if self.eval_fn is None or self.val_tensors is None:
+            return
+        self.model.eval()
+        with torch.no_grad():
+            record["val_loss"] = float(self.eval_fn(self.val_tensors))
+        self.model.train()
+        if record["val_loss"] < self.best[0]:
+            self.best = (record["val_loss"], copy.deepcopy(self.model.state_dict()), step)
+            self.since_best = 0
+        else:
+            self.since_best += 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+
+def _checkpoint(model, opts: FitOptions) -> None:
+    if opts.checkpoint is not None:
+        from ..core.io import save
+
+        save(model, opts.checkpoint)
 
 
 class _LossModule(torch.nn.Module):
