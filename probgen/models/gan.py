@@ -76,7 +76,9 @@ class GAN(Model):
     ``x = G(z)`` (deterministic site ``"x"``). The critic ``D`` scores examples; the
     ``"adversarial"`` engine alternates critic and generator steps. A GAN has no
     likelihood: ``log_prob`` raises ``NoLikelihoodError``; ``score(x)`` is the
-    f-AnoGAN anomaly score once ``fit_encoder`` has trained an encoder.
+    f-AnoGAN anomaly score once ``fit_encoder`` has trained an encoder. For vector
+    data, ``fit_rejection`` then ``sample(n, rejection=True)`` corrects the trained
+    generator post hoc by discriminator rejection sampling (Azadi et al. 2019).
 
     Arguments:
         data_shape: shape of one example: ``(d,)`` for vectors (MLP nets) or
