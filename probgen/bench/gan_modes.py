@@ -132,18 +132,18 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
 
 # --------------------------------------------------------------------------- image tasks
 def image_tasks(quick: bool = False, device="cpu", report: Report | None = None) -> Report:
-    """Super-resolution (7x7 -> 28x28), occluded -> full digits, and f-AnoGAN anomaly AUC.
+    """Super-resolution (7x7 -> 28x28), occluded -> full and edges -> full digits, f-AnoGAN anomaly AUC.
 
     SR and image-to-image: PSNR / SSIM on the ``mnist5k`` test split, the GAN
     (PatchGAN critic + L1) beside the same U-Net trained with L1 only and beside the
-    classical answer (bicubic upsampling; the occluded input itself). Anomaly: a GAN
+    classical answer (bicubic upsampling; the occluded input or edge map itself). Anomaly: a GAN
     trained on ``digits`` without one class, f-AnoGAN score, ROC AUC of that class
     against the others on the test split.
     """
     from sklearn.metrics import roc_auc_score
 
     from ..models.gan import GAN
-    from ..models.gan_image import ImageToImageGAN, SuperResolutionGAN, downsample, occlude, psnr, ssim
+    from ..models.gan_image import ImageToImageGAN, SuperResolutionGAN, downsample, edges, occlude, psnr, ssim
 
     report = report or Report("gan-images", "GAN image tasks")
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
@@ -173,8 +173,17 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
         result = i2i.fit((src_tr, xtr), **fit)
         measure("occluded -> full", name, i2i.translate(src_te).cpu(), xte, result.wall_time)
     measure("occluded -> full", "occluded input", src_te, xte)
+    # edge map -> full (the identity baseline: the edge map itself)
+    edge_tr, edge_te = edges(xtr), edges(xte)
+    for name, adv in (("pix2pix (critic + L1)", 1.0), ("same U-Net, L1 only", 0.0)):
+        with seeded(0):
+            i2i = ImageToImageGAN(width=8, adversarial_weight=adv)
+        result = i2i.fit((edge_tr, xtr), **fit)
+        measure("edges -> full", name, i2i.translate(edge_te).cpu(), xte, result.wall_time)
+    measure("edges -> full", "edge map (identity)", edge_te, xte)
     frame = pd.DataFrame(rows)
-    for task, base in (("7x7 -> 28x28", "bicubic"), ("occluded -> full", "occluded input")):
+    for task, base in (("7x7 -> 28x28", "bicubic"), ("occluded -> full", "occluded input"),
+                       ("edges -> full", "edge map (identity)")):
         sub = frame[frame.task == task].set_index("method")
         gan_name = sub.index[0]
         for metric in ("PSNR_dB", "SSIM"):
