@@ -259,3 +259,29 @@ def test_text_to_image_composes_unseen_word_combinations():
         m.sample(3, caption=["a one", "a two"])
     with pytest.raises(ValueError, match="captions"):
         m.fit((x[:3], ["a one"] * 2), steps=1, progress=False)
+
+
+def test_rejection_sampling_moves_samples_onto_the_modes(tmp_path):
+    x = _two_modes(1024)
+    gan = GAN(data_shape=(1,), latent_dim=2, hidden=(32, 32), pack=2)
+    gan.fit(x, steps=150, batch_size=128, lr=2e-3, seed=0, progress=False)  # short: a blurry generator
+    with pytest.raises(RuntimeError, match="fit_rejection"):
+        gan.sample(5, rejection=True)
+    gan.fit_rejection(x, steps=300, seed=0, progress=False)
+
+    def off_modes(s):  # share of samples more than 3 sd from both modes
+        return float(((s[:, 0].abs() - 2).abs() > 0.3).float().mean())
+
+    plain, kept = gan.sample(2000, seed=1), gan.sample(2000, seed=1, rejection=True)
+    assert kept.shape == (2000, 1)
+    assert off_modes(kept) < 0.5 * off_modes(plain), (off_modes(plain), off_modes(kept))
+    assert min(float((kept < 0).float().mean()), float((kept >= 0).float().mean())) > 0.3  # both modes kept
+    assert torch.equal(gan.sample(50, seed=3, rejection=True), gan.sample(50, seed=3, rejection=True))
+    back = probgen.load(probgen.save(gan, tmp_path / "gan.safetensors"))
+    assert torch.equal(back.sample(50, seed=3, rejection=True), gan.sample(50, seed=3, rejection=True))
+    with pytest.raises(ValueError, match="quantile"):
+        gan.fit_rejection(x, steps=1, quantile=1.5, progress=False)
+    with pytest.raises(ValueError, match="rejection"):
+        gan.sample(5, rejection="yes")
+    with pytest.raises(ValueError, match="fit_rejection"):
+        ConditionalGAN(num_classes=2, data_shape=(1,), hidden=(8,)).fit_rejection((x, x[:, 0] > 0), steps=1)

@@ -21,6 +21,7 @@ _BENCHES = {
     "spread": "spread",
     "vae": "vae",
     "gan-modes": "gan_modes",
+    "gan-images": "gan_images",
     "rbm": "rbm",
     "recommend": "recommend",
     "pixel-sampling": "pixel_sampling",

@@ -29,8 +29,9 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
     val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
     model.to(opts.device)
     betas = tuple(opts.extra["betas"])
-    opt_g = make_optimizer(model.generator_parameters(), opts, betas=betas)
-    opt_c = make_optimizer(model.critic_parameters(), opts, lr=opts.extra["critic_lr"] or opts.lr, betas=betas)
+    opt_g = make_optimizer(model.generator_parameters(), opts, betas=betas, foreach=True)
+    opt_c = make_optimizer(model.critic_parameters(), opts, lr=opts.extra["critic_lr"] or opts.lr, betas=betas,
+                           foreach=True)
     if opts.distributed:
         synchronize_gradients(opt_g)
         synchronize_gradients(opt_c)

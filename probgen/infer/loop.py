@@ -25,13 +25,15 @@ from .distributed import DistributedContext, shard_batch, world
 from .options import FitOptions
 
 
-def make_optimizer(params, opts: FitOptions, lr: float | None = None, betas: tuple[float, float] | None = None):
-    """A torch optimizer named by ``opts.optimizer``."""
+def make_optimizer(params, opts: FitOptions, lr: float | None = None, betas: tuple[float, float] | None = None,
+                   foreach: bool | None = None):
+    """A torch optimizer named by ``opts.optimizer`` (``foreach=True``: one multi-tensor update per step,
+    which matters when the networks are small and the step is dominated by per-tensor overhead)."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("fit: the model has no trainable parameters")
     lr = opts.lr if lr is None else lr
-    kw = {"lr": lr, "weight_decay": opts.weight_decay}
+    kw = {"lr": lr, "weight_decay": opts.weight_decay, **({"foreach": foreach} if foreach is not None else {})}
     if opts.optimizer in ("adam", "clipped_adam"):
         return torch.optim.Adam(params, **kw, **({"betas": betas} if betas else {}))
     if opts.optimizer == "adamw":

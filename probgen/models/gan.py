@@ -22,6 +22,7 @@ from ..nn.mlp import MLP
 
 LOSSES = ("non_saturating", "hinge", "wgan_gp")
 _COMPONENT_DIM = 16
+_RATIO_FOURIER = 64
 
 
 # ------------------------------------------------------------------ objectives
@@ -75,7 +76,9 @@ class GAN(Model):
     ``x = G(z)`` (deterministic site ``"x"``). The critic ``D`` scores examples; the
     ``"adversarial"`` engine alternates critic and generator steps. A GAN has no
     likelihood: ``log_prob`` raises ``NoLikelihoodError``; ``score(x)`` is the
-    f-AnoGAN anomaly score once ``fit_encoder`` has trained an encoder.
+    f-AnoGAN anomaly score once ``fit_encoder`` has trained an encoder. For vector
+    data, ``fit_rejection`` then ``sample(n, rejection=True)`` corrects the trained
+    generator post hoc by discriminator rejection sampling (Azadi et al. 2019).
 
     Arguments:
         data_shape: shape of one example: ``(d,)`` for vectors (MLP nets) or
@@ -159,6 +162,11 @@ class GAN(Model):
         self.encoder = MLP(math.prod(self.data_shape), self.latent_dim + (self.components if self.components > 1 else 0),
                            hidden=hidden[::-1])
         self.register_buffer("encoder_fitted", torch.zeros((), dtype=torch.bool))
+        # density-ratio classifier for discriminator rejection sampling (vector data, unconditional):
+        # fitted after training by fit_rejection, used by sample(n, rejection=True)
+        self.ratio_critic = (Critic(self.data_shape, tuple(critic_hidden or hidden), fourier=_RATIO_FOURIER)
+                             if not self.is_image and cond_dim == 0 else None)
+        self.register_buffer("ratio_max", torch.full((), math.nan))
 
     # ------------------------------------------------------- conditioning hooks
     def _cond_dim(self) -> int:
@@ -238,8 +246,12 @@ class GAN(Model):
         c = self._critic_condition(*cond)
         if self.r1_weight:
             x = x.detach().requires_grad_(True)
-        d_real = self.critic(x, *c)
-        d_fake = self.critic(fake, *c)
+        # one critic pass over real and fake together (half the spectral-norm power iterations
+        # and kernel launches of two passes; for 2-D data the per-call overhead dominates)
+        n = len(x) - len(x) % self.pack
+        x, fake, c = x[:n], fake[:n], tuple(t[:n] for t in c)
+        both = self.critic(torch.cat([x, fake]), *(torch.cat([t, t]) for t in c))
+        d_real, d_fake = both[:n // self.pack], both[n // self.pack:]
         if self.matching_aware and c:
             # matching-aware critic (GAN-INT-CLS, Reed et al. 2016): real images with the
             # conditions of other examples count as fake, so conditions must be respected
@@ -256,11 +268,20 @@ class GAN(Model):
     def generator_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
         fake = self._fake(len(x), self._condition(*cond))
         c = self._critic_condition(*cond)
-        self.critic.requires_grad_(False)  # no critic gradients from the generator step (saves time)
+        params = self._critic_weights()
+        for p in params:  # no critic gradients from the generator step (saves time)
+            p.requires_grad_(False)
         try:
             return generator_objective(self.loss, self.critic(fake, *c))
         finally:
-            self.critic.requires_grad_(True)
+            for p in params:
+                p.requires_grad_(True)
+
+    def _critic_weights(self) -> list:
+        cached = self.__dict__.get("_critic_weight_cache")
+        if cached is None:  # module traversal per step costs as much as the 2-D step itself
+            cached = self.__dict__["_critic_weight_cache"] = list(self.critic.parameters())
+        return cached
 
     @torch.no_grad()
     def after_generator_step(self) -> None:
@@ -270,18 +291,110 @@ class GAN(Model):
         self.ema_steps += 1
         t = float(self.ema_steps)
         decay = min(self.ema, (1 + t) / (10 + t))
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+        pairs = self.__dict__.get("_ema_pairs")
+        if pairs is None:
+            pairs = self.__dict__["_ema_pairs"] = (list(self.generator_ema.parameters()), list(self.generator.parameters()),
+                                                   list(self.generator_ema.buffers()), list(self.generator.buffers()))
+        torch._foreach_lerp_(pairs[0], pairs[1], 1 - decay)
+        for b_ema, b in zip(pairs[2], pairs[3]):
             b_ema.copy_(b)
 
     # ----------------------------------------------------------------- queries
-    def _sample(self, n: int, temperature: float = 1.0, **condition: Any) -> torch.Tensor:
+    def _sample(self, n: int, temperature: float = 1.0, rejection: bool = False, **condition: Any) -> torch.Tensor:
         """``temperature`` < 1 shrinks z towards 0 (the truncation trick, Brock et al. 2019):
-        fewer off-manifold samples, less variety within a mode."""
+        fewer off-manifold samples, less variety within a mode.
+
+        ``rejection=True``: discriminator rejection sampling (Azadi et al. 2019), a post-hoc
+        correction that needs ``fit_rejection`` first. A generated ``x`` is kept with
+        probability ``min(1, exp(D(x) - M))``, where ``D`` estimates ``log p_data(x) / p_G(x)``
+        and ``M`` is a high quantile of ``D`` over generated samples (see ``fit_rejection``):
+        with ``M`` the maximum the kept samples follow ``p_G * exp(D)``, the data distribution
+        where ``D`` is exact; a lower quantile caps the weight of the rarest samples but keeps
+        many more draws.
+        The draws are no longer those of the Pyro program ``model``.
+        """
         if condition:
             raise ValueError(f"sample: unexpected condition {sorted(condition)}; the GAN is unconditional")
-        return self.model(n, temperature=_check_temperature(temperature))
+        temperature = _check_temperature(temperature)
+        if not isinstance(rejection, bool):
+            raise ValueError(f"rejection: expected True or False, got {rejection!r}")
+        if not rejection:
+            return self.model(n, temperature=temperature)
+        if self.ratio_critic is None or bool(torch.isnan(self.ratio_max)):
+            raise RuntimeError("sample(rejection=True): fit the density-ratio critic first with fit_rejection(data)")
+        kept, have, drawn = [], 0, 0
+        while have < n:
+            chunk = max(1024, 2 * (n - have))
+            x = self.model(chunk, temperature=temperature)
+            logit = self.ratio_critic(x)
+            keep = torch.rand(chunk, device=x.device) < torch.exp(logit - self.ratio_max)
+            kept.append(x[keep])
+            have += int(keep.sum())
+            drawn += chunk
+            if drawn > 1000 * n + 100_000:
+                raise RuntimeError(f"sample(rejection=True): accepted {have} of {drawn} draws; the density-ratio "
+                                   "critic rejects almost everything (refit it, or sample without rejection)")
+        return torch.cat(kept)[:n]
+
+    def fit_rejection(self, data: Any, *, steps: int = 1000, batch_size: int = 512, lr: float = 1e-3,
+                      fourier_scale: float | None = None, quantile: float = 0.99, seed: int | None = None,
+                      progress: bool = True) -> list[float]:
+        """Fit the density-ratio critic that ``sample(n, rejection=True)`` uses (Azadi et al. 2019).
+
+        With the generator frozen, a fresh classifier ``D`` (an MLP on random Fourier
+        features, one example at a time, no spectral norm) learns real against generated
+        examples with the logistic loss, whose optimum is ``D(x) = log p_data(x) / p_G(x)``.
+        A fresh unpacked classifier rather than the training critic: a packed, hinge or
+        spectrally normalised critic is not a calibrated density-ratio estimator.
+
+        Arguments:
+            data: the training examples, shape ``(n, d)``.
+            steps, batch_size, lr: Adam steps, examples of each kind per step, step size.
+            fourier_scale: standard deviation of the Fourier frequencies in radians per data
+                unit (default ``8 / std(data)``; higher resolves sharper modes but overfits).
+            quantile: ``M`` of ``sample(rejection=True)`` is this quantile of ``D`` over
+                10,000 generated examples (1 = the maximum: exact but slow when ``D`` has
+                outliers; 0.99 keeps roughly ``exp(-M)`` of the draws with few capped).
+            seed, progress: as for ``fit``.
+
+        Returns the loss history.
+        """
+        if self.ratio_critic is None:
+            raise ValueError("fit_rejection: rejection sampling is available for unconditional GANs of vectors")
+        check_positive("steps", steps, integer=True)
+        check_positive("batch_size", batch_size, integer=True)
+        check_positive("lr", lr)
+        x = GAN.prepare_data(self, data, "data")[0].to(self.device)
+        scale = 8.0 / float(x.std()) if fourier_scale is None else fourier_scale
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile <= 1:
+            raise ValueError(f"quantile: expected a number in (0, 1], got {quantile!r}")
+        check_positive("fourier_scale", scale)
+        net = self.ratio_critic
+        history = []
+        self.eval()
+        with seeded(seed):
+            with torch.no_grad():
+                freq = torch.randn(net.frequencies.shape, device=self.device) * float(scale)
+                net.frequencies.copy_(freq)
+                for layer in net.modules():
+                    if isinstance(layer, torch.nn.Linear):
+                        layer.reset_parameters()
+            opt = torch.optim.Adam(net.parameters(), lr=lr, foreach=True)
+            bar = progress_bar(range(steps), enabled=progress, desc=f"{type(self).__name__} [rejection]")
+            for _ in bar:
+                real = x[torch.randint(len(x), (min(batch_size, len(x)),), device=x.device)]
+                with torch.no_grad():
+                    fake = self.model(len(real))
+                out = net(torch.cat([real, fake]))
+                loss = F.softplus(-out[:len(real)]).mean() + F.softplus(out[len(real):]).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                history.append(float(loss.detach()))
+            bar.close()
+            with torch.no_grad():
+                self.ratio_max.copy_(torch.quantile(net(self.model(10_000)), float(quantile)))
+        return history
 
     def decode(self, z: Any, *cond: Any, component: Any = None) -> torch.Tensor:
         """Generate from given latents ``z`` of shape ``(n, latent_dim)`` (and mixture ``component`` indices)."""
