@@ -22,6 +22,7 @@ _BENCHES = {
     "vae": "vae",
     "gan-modes": "gan_modes",
     "gan-images": "gan_images",
+    "gan-text": "gan_text",
     "rbm": "rbm",
     "recommend": "recommend",
     "pixel-sampling": "pixel_sampling",

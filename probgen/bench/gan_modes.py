@@ -216,8 +216,19 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
     auc = roc_auc_score((dte.y == held).numpy(), scores)
     pixel = ((dte.x - normal.mean(0)) ** 2).reshape(len(dte.x), -1).mean(1).numpy()
     auc_pixel = roc_auc_score((dte.y == held).numpy(), pixel)
-    report.add(f"anomaly: digit {held} held out (digits)", "ROC AUC", auc, auc_pixel,
-               baseline_name="distance to the mean image", goal="higher")
+    case = f"anomaly: digit {held} held out (digits)"
+    report.add(case, "ROC AUC", auc, auc_pixel, baseline_name="distance to the mean image", goal="higher")
+    # the autoencoder family's scores on the same split, beside f-AnoGAN
+    from ..models.autoencoder import Autoencoder
+    from ..models.vae import VAE
+
+    with seeded(0):
+        others = {"autoencoder reconstruction error": Autoencoder(latent_dim=16, hidden=(256,), loss="mse"),
+                  "VAE -ELBO (Gaussian likelihood)": VAE(latent_dim=16, hidden=(256,), likelihood="gaussian")}
+    for name, model in others.items():
+        model.fit(normal, steps=10 if quick else 1500, batch_size=128, lr=2e-3, seed=0, progress=False, device=device)
+        other_auc = roc_auc_score((dte.y == held).numpy(), model.score(dte.x).cpu().numpy())
+        report.add(case, "ROC AUC", auc, other_auc, baseline_name=name, goal="higher")
     return report
 
 
@@ -241,8 +252,9 @@ def text_to_image(quick: bool = False, device="cpu", report: Report | None = Non
     keep = [not any(a in c.split() and d in c.split() for a, d in held) for c in captions]
     with seeded(0):
         model = TextToImageGAN(data_shape=(1, 8, 8), hidden=(256, 256), latent_dim=16, ema=0.99)
+    # 1,600 steps (about 15 CPU-s): at 800 the unseen pair "a thick seven" was read as a seven in 69% of samples
     result = model.fit((train.x[torch.tensor(keep)], [c for c, k in zip(captions, keep) if k]),
-                       steps=10 if quick else 800, batch_size=128, lr=5e-4, seed=0, progress=False, device=device)
+                       steps=10 if quick else 1600, batch_size=128, lr=5e-4, seed=0, progress=False, device=device)
     clf = LogisticRegression(max_iter=200 if quick else 3000).fit(train.x.reshape(len(train.x), -1).numpy(), train.y.numpy())
     test = load("digits", split="test")
     clf_acc = clf.score(test.x.reshape(len(test.x), -1).numpy(), test.y.numpy())
