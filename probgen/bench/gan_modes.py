@@ -175,22 +175,16 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
         result = sr.fit(xtr, **fit)
         measure("7x7 -> 28x28", name, sr.upscale(low).cpu(), xte, result.wall_time)
     measure("7x7 -> 28x28", "bicubic", sr.bicubic(low), xte)
-    # occluded -> full
-    src_tr, src_te = occlude(xtr, 12, seed=1), occlude(xte, 12, seed=2)
-    for name, adv in (("pix2pix (critic + L1)", 1.0), ("same U-Net, L1 only", 0.0)):
-        with seeded(0):
-            i2i = ImageToImageGAN(width=8, adversarial_weight=adv)
-        result = i2i.fit((src_tr, xtr), **fit)
-        measure("occluded -> full", name, i2i.translate(src_te).cpu(), xte, result.wall_time)
-    measure("occluded -> full", "occluded input", src_te, xte)
-    # edge map -> full (the identity baseline: the edge map itself)
-    edge_tr, edge_te = edges(xtr), edges(xte)
-    for name, adv in (("pix2pix (critic + L1)", 1.0), ("same U-Net, L1 only", 0.0)):
-        with seeded(0):
-            i2i = ImageToImageGAN(width=8, adversarial_weight=adv)
-        result = i2i.fit((edge_tr, xtr), **fit)
-        measure("edges -> full", name, i2i.translate(edge_te).cpu(), xte, result.wall_time)
-    measure("edges -> full", "edge map (identity)", edge_te, xte)
+    # occluded -> full, and edge map -> full (the identity baselines: the input itself)
+    for task, base, (src_tr, src_te) in (
+            ("occluded -> full", "occluded input", (occlude(xtr, 12, seed=1), occlude(xte, 12, seed=2))),
+            ("edges -> full", "edge map (identity)", (edges(xtr), edges(xte)))):
+        for name, adv in (("pix2pix (critic + L1)", 1.0), ("same U-Net, L1 only", 0.0)):
+            with seeded(0):
+                i2i = ImageToImageGAN(width=8, adversarial_weight=adv)
+            result = i2i.fit((src_tr, xtr), **fit)
+            measure(task, name, i2i.translate(src_te).cpu(), xte, result.wall_time)
+        measure(task, base, src_te, xte)
     frame = pd.DataFrame(rows)
     for task, base in (("7x7 -> 28x28", "bicubic"), ("occluded -> full", "occluded input"),
                        ("edges -> full", "edge map (identity)")):
