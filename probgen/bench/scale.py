@@ -42,7 +42,7 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
     if dev.type == "cuda":
         report.note("GPU: the multi-GPU run needs torchrun (see README); the single-GPU figure is shown above")
         return report
-    for n in ([2] if quick else [2, min(4, max(2, cores))]):
+    for n in ([2] if quick else sorted({2, min(4, max(2, cores))})):
         multi = make()
         start = time.perf_counter()
         res = multi.fit(x, steps=steps, batch_size=batch, lr=1e-3, seed=0, progress=False, distributed=n)
