@@ -135,3 +135,74 @@ def test_mle_engine_on_an_exact_likelihood():
 
 def test_engines_listed():
     assert probgen.infer.available() == ["adversarial", "exact", "mcmc", "mle", "svi"]
+
+
+def test_svi_loss_checks_first_call_only_and_keeps_the_maths():
+    # After its first call svi_loss turns off Pyro's validation; value and gradients must be
+    # exactly those of the plain Trace_ELBO under the same random draws.
+    import pyro
+
+    from probgen.infer.svi import make_elbo, svi_loss
+
+    x, y = _data()
+    m = BayesianLinearRegression(n_features=2)
+    elbo = make_elbo("elbo")
+    loss_fn = svi_loss(m, elbo, len(x))
+    for call in range(3):
+        pyro.set_rng_seed(call)
+        fast = loss_fn((x, y))
+        fast_grads = torch.autograd.grad(fast, list(m.parameters()))
+        pyro.set_rng_seed(call)
+        with m.data_size(len(x)):
+            plain = elbo.differentiable_loss(m.model, m.guide, x, y) / len(x)
+        plain_grads = torch.autograd.grad(plain, list(m.parameters()))
+        assert float(fast.detach()) == float(plain.detach())
+        for a, b in zip(fast_grads, plain_grads):
+            assert torch.equal(a, b)
+        assert pyro.infer.is_validation_enabled() and pyro.poutine.is_validation_enabled()
+
+
+def test_svi_loss_first_call_still_validates():
+    # a guide with a site the model lacks: Pyro warns on the first call (and on every call
+    # with check_every_step=True), not on later ones by default
+    import warnings
+
+    import pyro
+    import pyro.distributions as dist
+
+    from probgen.infer.svi import make_elbo, svi_loss
+
+    class Mismatched(BayesianLinearRegression):
+        def guide(self, x, y=None):
+            super().guide(x, y)
+            pyro.sample("extra", dist.Normal(0.0, 1.0))
+
+    x, y = _data()
+    for every_step, expected in ((False, [True, False, False]), (True, [True, True, True])):
+        loss_fn = svi_loss(Mismatched(n_features=2), make_elbo("elbo"), len(x), check_every_step=every_step)
+        warned = []
+        for _ in range(3):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                loss_fn((x, y))
+            warned.append(any("in guide but not model" in str(w.message) for w in caught))
+        assert warned == expected
+    with pytest.raises(ValueError, match="check_every_step"):
+        BayesianLinearRegression(n_features=2).fit((x, y), steps=2, progress=False, check_every_step="yes")
+
+
+def test_regression_model_log_density_matches_the_priors_and_likelihood():
+    # the model's cached priors give the same joint density as the distributions written out
+    from pyro import poutine
+
+    x, y = _data(n=30)
+    m = BayesianLinearRegression(n_features=2, prior_scale=2.0, noise_scale=0.5)
+    w, b, s = torch.tensor([0.3, -1.0]), torch.tensor(0.2), torch.tensor(0.7)
+    values = {"weight": w, "bias": b, "sigma": s}
+    for _ in range(2):  # the second call uses the cached priors
+        trace = poutine.trace(poutine.condition(m.model, values)).get_trace(x, y)
+        expected = (torch.distributions.Normal(0.0, 2.0).log_prob(w).sum()
+                    + torch.distributions.Normal(0.0, 2.0).log_prob(b)
+                    + torch.distributions.HalfNormal(0.5).log_prob(s)
+                    + torch.distributions.Normal(x @ w + b, s).log_prob(y).sum())
+        torch.testing.assert_close(trace.log_prob_sum(), expected)

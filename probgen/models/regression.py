@@ -61,11 +61,29 @@ class BayesianLinearRegression(Model, PyroModule):
         self._set_draws(torch.zeros(0, n_features), torch.zeros(0), torch.zeros(0))
 
     # ------------------------------------------------------------ Pyro programs
+    def _priors(self, device: torch.device) -> tuple[dist.Distribution, dist.Distribution, dist.Distribution]:
+        """The priors of w, b and σ, built once per device, dtype and setting.
+
+        They depend only on the constructor's arguments, so they are kept rather than rebuilt
+        (with their argument checks) on every call of ``model``: about 0.1 ms of a 2 ms SVI step
+        of the reference regression (``probgen bench svi``). Pyro's handlers replace a site's
+        distribution (``expand``, ``mask``) rather than modify it, so sharing one is safe.
+        """
+        key = (device, torch.get_default_dtype(), self.n_features, self.prior_scale, self.noise_scale)
+        cache = self.__dict__.setdefault("_prior_cache", {})
+        if key not in cache:
+            zeros = torch.zeros(self.n_features, device=device)
+            zero = torch.zeros((), device=device)
+            cache[key] = (dist.Normal(zeros, zeros + self.prior_scale).to_event(1),
+                          dist.Normal(zero, zero + self.prior_scale),
+                          dist.HalfNormal(zero + self.noise_scale))
+        return cache[key]
+
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        zero = torch.zeros((), device=x.device)
-        w = pyro.sample("weight", dist.Normal(zero, self.prior_scale).expand([self.n_features]).to_event(1))
-        b = pyro.sample("bias", dist.Normal(zero, self.prior_scale))
-        sigma = pyro.sample("sigma", dist.HalfNormal(zero + self.noise_scale))
+        prior_w, prior_b, prior_sigma = self._priors(x.device)
+        w = pyro.sample("weight", prior_w)
+        b = pyro.sample("bias", prior_b)
+        sigma = pyro.sample("sigma", prior_sigma)
         with self.data_plate(len(x), device=x.device):
             return pyro.sample("y", dist.Normal(x @ w + b, sigma), obs=y)
 
