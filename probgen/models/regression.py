@@ -173,6 +173,6 @@ class BayesianLinearRegression(Model, PyroModule):
         ax.fill_between(grid[:, 0].numpy(), lo.numpy(), hi.numpy(), color="C1", alpha=0.3, label="90% predictive")
         ax.legend()
         path = plot.save_figure(ax, os.path.join(out_dir, "linear_regression.png"))
-        w = float(model.guide_loc_weight[0])
+        w = float(model.guide_loc_weight[0].detach())
         return f"SVI {len(result.history)} steps, slope {w:.2f} (true 1.5) -> {path}"
 
