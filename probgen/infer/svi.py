@@ -109,14 +109,13 @@ def fit_svi(model: Model, data: Any, **options: Any):
         with model.data_size(len(batch[0])):
             return float(elbo.differentiable_loss(model.model, model.guide, *batch)) / len(batch[0])
 
-    if opts.extra["jit"]:
-        # Pyro's JIT ELBOs look parameters up in the global param store, which module-local
-        # parameters bypass. For a JIT fit the module's own parameter tensors are registered in a
-        # fresh, private store (the same tensors, so the optimizer and state_dict see every update).
-        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
-            result = train(model, tensors, opts, engine="svi", loss_fn=loss_fn, eval_fn=eval_fn, val_tensors=val,
-                           warmup=lambda b: loss_fn(b))
-    else:
+    with contextlib.ExitStack() as stack:
+        if opts.extra["jit"]:
+            # Pyro's JIT ELBOs look parameters up in the global param store, which module-local
+            # parameters bypass. For a JIT fit the module's own parameter tensors are registered in a
+            # fresh, private store (the same tensors, so the optimizer and state_dict see every update).
+            stack.enter_context(pyro.settings.context(module_local_params=False))
+            stack.enter_context(pyro.get_param_store().scope())
         result = train(model, tensors, opts, engine="svi", loss_fn=loss_fn, eval_fn=eval_fn, val_tensors=val,
                        warmup=lambda b: loss_fn(b))
     result.posterior_fn = lambda num_samples: guide_posterior(model, tensors, num_samples, opts.seed)
