@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Report", "time_call"]
+__all__ = ["Report", "time_call", "time_interleaved"]
 
 import json
 import os
@@ -11,22 +11,37 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 import torch
 
 
+def time_interleaved(runs: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1,
+                     clocks: Mapping[str, Callable[[], float]] | None = None) -> tuple[dict, dict]:
+    """Median time of each ``runs[name]()``, the runs alternating so that all see the same load.
+
+    ``warmup`` untimed rounds come first, then ``repeat`` timed ones. ``clocks`` names the
+    clocks to read (default ``{"wall": time.perf_counter}``; ``time.process_time`` for CPU
+    seconds on a shared machine). Returns ``(medians, last)``: ``medians[name][clock]`` in
+    seconds and ``last[name]``, what the last call of ``runs[name]`` returned.
+    """
+    clocks = dict(clocks or {"wall": time.perf_counter})
+    times = {name: {c: [] for c in clocks} for name in runs}
+    last: dict[str, Any] = {}
+    for r in range(warmup + repeat):
+        for name, fn in runs.items():
+            start = {c: clock() for c, clock in clocks.items()}
+            last[name] = fn()
+            if r >= warmup:
+                for c, clock in clocks.items():
+                    times[name][c].append(clock() - start[c])
+    return {name: {c: statistics.median(v) for c, v in per.items()} for name, per in times.items()}, last
+
+
 def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_interleaved({"fn": fn}, repeat, warmup)[0]["fn"]["wall"]
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .harness import Report
+from .harness import Report, time_interleaved
 
 # scikit-learn's example settings (plot_rbm_logistic_classification): 100 hidden units,
 # learning rate 0.06, minibatches of 10, PCD with one Gibbs step, no momentum
@@ -51,23 +51,14 @@ def _digits_cases(report: Report, quick: bool) -> None:
         return model.fit(x_np)
 
     x_np = x.numpy()
-    # CPU time of this process (all threads), the two fits alternating so that both see the same
-    # load; the median of the repeats (seeded: every repeat fits the same weights)
-    cpu = {"probgen": [], "sklearn": []}
-    wall = {"probgen": [], "sklearn": []}
-    fit_ours(), fit_sklearn()  # untimed: first-call costs (imports, allocator) out of the figures
-    for _ in range(repeats):
-        for name, fit in (("probgen", fit_ours), ("sklearn", fit_sklearn)):
-            c0, w0 = time.process_time(), time.perf_counter()
-            model = fit()
-            cpu[name].append((time.process_time() - c0) / epochs)
-            wall[name].append((time.perf_counter() - w0) / epochs)
-            if name == "probgen":
-                ours = model
-            else:
-                sk = model
-    t_ours, t_sk = float(np.median(cpu["probgen"])), float(np.median(cpu["sklearn"]))
-    w_ours, w_sk = float(np.median(wall["probgen"])), float(np.median(wall["sklearn"]))
+    # CPU time of this process (all threads) and wall time, the two fits alternating so that both
+    # see the same load, after one untimed round (imports, allocator); the median of the repeats
+    # (seeded: every repeat fits the same weights)
+    medians, last = time_interleaved({"probgen": fit_ours, "sklearn": fit_sklearn}, repeat=repeats, warmup=1,
+                                     clocks={"cpu": time.process_time, "wall": time.perf_counter})
+    ours, sk = last["probgen"], last["sklearn"]
+    t_ours, t_sk = medians["probgen"]["cpu"] / epochs, medians["sklearn"]["cpu"] / epochs
+    w_ours, w_sk = medians["probgen"]["wall"] / epochs, medians["sklearn"]["wall"] / epochs
     report.add("digits (binarized), 100 hidden, PCD-1", "CPU time per epoch", t_ours * 1e3, t_sk * 1e3,
                baseline_name="sklearn BernoulliRBM", unit="ms", goal="<= 1x")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
@@ -10,7 +9,7 @@ from torch.distributions import HalfNormal, LogNormal, Normal
 
 from ..core.random import resolve_device
 from ..infer.svi import make_elbo, svi_loss
-from .harness import Report
+from .harness import Report, time_interleaved
 
 
 def _clock(device: torch.device):
@@ -21,6 +20,16 @@ def _clock(device: torch.device):
         torch.cuda.synchronize(device)
         return time.perf_counter()
     return wall
+
+
+def _metric(device: torch.device) -> str:
+    return "CPU time per SVI step" if device.type == "cpu" else "time per SVI step"
+
+
+def _per_step(runs: dict, steps: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per step of each run (5 interleaved timed rounds after a warm-up round)."""
+    medians, _ = time_interleaved(runs, repeat=5, warmup=1, clocks={"t": _clock(device)})
+    return {name: m["t"] / steps for name, m in medians.items()}
 
 
 def _regression_case(report: Report, quick: bool, device: torch.device) -> None:
@@ -73,24 +82,14 @@ def _regression_case(report: Report, quick: bool, device: torch.device) -> None:
             loss.backward()
             opt2.step()
 
-    # Interleaved repeats, so that both sides see the same load; the median of each.
-    clock = _clock(device)
-    runs = {"probgen": (lambda: probgen_steps(False)), "torch": torch_steps, "checks": (lambda: probgen_steps(True))}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for r in range(6):
-        for name, fn in runs.items():
-            start = clock()
-            fn()
-            if r:  # the first round is a warm-up
-                times[name].append((clock() - start) / steps)
-    t = {k: statistics.median(v) for k, v in times.items()}
-    case = f"Bayesian linear regression, n={n}, d={d}"
-    report.add(case, "CPU time per SVI step" if device.type == "cpu" else "time per SVI step",
-               t["probgen"] * 1e3, t["torch"] * 1e3, baseline_name="hand-written torch ELBO", unit="ms",
-               goal="<= 1.15x")
-    report.add(case + ", Pyro checks every step", "CPU time per SVI step" if device.type == "cpu" else
-               "time per SVI step", t["checks"] * 1e3, t["torch"] * 1e3, baseline_name="hand-written torch ELBO",
-               unit="ms")
+    # interleaved repeats, so that both sides see the same load; the median of each
+    t = _per_step({"probgen": (lambda: probgen_steps(False)), "torch": torch_steps,
+                           "checks": (lambda: probgen_steps(True))}, steps, device)
+    case, metric = f"Bayesian linear regression, n={n}, d={d}", _metric(device)
+    report.add(case, metric, t["probgen"] * 1e3, t["torch"] * 1e3, baseline_name="hand-written torch ELBO",
+               unit="ms", goal="<= 1.15x")
+    report.add(case + ", Pyro checks every step", metric, t["checks"] * 1e3, t["torch"] * 1e3,
+               baseline_name="hand-written torch ELBO", unit="ms")
 
 
 def _tracing_floor_case(report: Report, quick: bool, device: torch.device) -> None:
@@ -136,18 +135,9 @@ def _tracing_floor_case(report: Report, quick: bool, device: torch.device) -> No
             (log_q - log_p).backward()
 
     loss_fn(())
-    clock = _clock(device)
-    times: dict[str, list[float]] = {"probgen": [], "torch": []}
-    for r in range(6):
-        for name, fn in (("probgen", probgen_steps), ("torch", torch_steps)):
-            start = clock()
-            fn()
-            if r:
-                times[name].append((clock() - start) / steps)
-    t = {k: statistics.median(v) for k, v in times.items()}
-    report.add("Pyro tracing floor: 3 scalar latents + 1 observation, loss + backward",
-               "CPU time per SVI step" if device.type == "cpu" else "time per SVI step", t["probgen"] * 1e3,
-               t["torch"] * 1e3, baseline_name="same densities in torch", unit="ms")
+    t = _per_step({"probgen": probgen_steps, "torch": torch_steps}, steps, device)
+    report.add("Pyro tracing floor: 3 scalar latents + 1 observation, loss + backward", _metric(device),
+               t["probgen"] * 1e3, t["torch"] * 1e3, baseline_name="same densities in torch", unit="ms")
 
 
 def run(quick: bool = False, device: str = "cpu") -> Report:
