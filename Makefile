@@ -17,12 +17,16 @@ $(VENV)/.torch: $(PY) constraints.txt
 	$(PIP) torch==2.13.0
 	touch $@
 
+# the editable install keeps its metadata in the venv (dist-info); the build's egg-info at the top
+# level is not needed afterwards, and DESIGN.md keeps the top level to the project's own files
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml constraints.txt
 	$(PIP) -e .
+	rm -rf probgen.egg-info
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml constraints.txt
 	$(PIP) -e ".[test,bench]"
+	rm -rf probgen.egg-info
 	touch $@
 
 install: $(VENV)/.installed
