@@ -170,7 +170,7 @@ def test_unknown_engine_option_and_model():
         m.fit(data, steps=1, patience=2)
     with pytest.raises(ValueError, match="closed-form"):
         m.fit(data, inference="exact")
-    with pytest.raises(ValueError, match="adversarially"):
+    with pytest.raises(ValueError, match="cannot be fitted with 'adversarial'"):
         m.fit(data, inference="adversarial")
     with pytest.raises(ValueError, match="model: expected a probgen model"):
         probgen.fit(torch.nn.Linear(1, 1), data)

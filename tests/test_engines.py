@@ -135,7 +135,40 @@ def test_mle_engine_on_an_exact_likelihood():
 
 
 def test_engines_listed():
-    assert probgen.infer.available() == ["adversarial", "exact", "mcmc", "mle", "svi"]
+    assert probgen.infer.available() == ["adversarial", "bayes", "exact", "mcmc", "mle", "svi"]
+
+
+def test_available_lists_only_engines_a_model_satisfies():
+    from probgen.models import AdversarialAutoencoder, Autoencoder, BayesianNetwork, MarkovChain
+
+    bn = BayesianNetwork([("a", "b")])
+    assert probgen.infer.available(bn) == ["bayes", "exact", "mle"]
+    assert probgen.infer.available(MarkovChain()) == ["bayes", "exact"]
+    assert probgen.infer.available(BayesianLinearRegression(n_features=1)) == ["mcmc", "svi"]
+    with pytest.raises(ValueError, match="cannot be fitted with 'svi'.*valid engines for it: bayes, exact, mle"):
+        bn.fit({"a": [0, 1], "b": [1, 0]}, inference="svi")
+    # a helper method named like an engine is not an engine: only @implements declares one
+    ae = Autoencoder(latent_dim=2, hidden=(8,))
+    with pytest.raises(KeyError, match="code_distribution"):
+        ae.fit(torch.rand(8, 4), inference="code_distribution", steps=1, progress=False)
+    assert "mle" not in probgen.infer.available(AdversarialAutoencoder(latent_dim=2, hidden=(8,)))
+    with pytest.raises(ValueError, match="trains with 'adversarial'"):
+        AdversarialAutoencoder(latent_dim=2, hidden=(8,)).fit(torch.rand(8, 4), inference="mle", progress=False)
+
+
+def test_implements_declares_an_own_engine():
+    from probgen.core.engines import implements
+
+    class Counting(probgen.Model):
+        @implements("exact")
+        def count(self, data, **options):
+            return {"rows": len(data)}
+
+    assert Counting.own_engines == {"exact": "count"}
+    r = probgen.fit(Counting(), [1, 2, 3], inference="exact")
+    assert r.engine == "exact" and r.info == {"rows": 3}
+    with pytest.raises(ValueError, match="engine name"):
+        implements("not a name")
 
 
 def test_svi_loss_checks_first_call_only_and_keeps_the_maths():

@@ -15,6 +15,7 @@ import pyro
 import torch
 
 from .checks import as_tensor, check_positive
+from .engines import collect_own_engines
 from .random import seeded
 from .registry import register_family
 
@@ -41,7 +42,9 @@ class Model(torch.nn.Module):
     ``default_inference`` (an engine name) and ``log_prob_kind`` (``"exact"``,
     ``"lower_bound"``, ``"estimate"`` or ``None`` when it has no likelihood), and
     implements what it has of: ``model``/``guide`` (Pyro programs), ``_sample``,
-    ``log_prob``, ``encode``/``decode``.
+    ``log_prob``, ``encode``/``decode``. Engines the family runs itself are methods
+    marked ``@probgen.core.implements("name")``; the generic engines in
+    ``probgen.infer`` take any model that has what their protocol names.
 
     The constructor's arguments are recorded as the model's config, which
     ``probgen.save`` writes as JSON and ``probgen.load`` passes back to the
@@ -55,12 +58,17 @@ class Model(torch.nn.Module):
     log_prob_kind: ClassVar[str | None] = None
     #: what ``log_prob`` tells users to call instead when the family has no likelihood
     log_prob_alternative: ClassVar[str] = "score(x)"
+    #: engines the family implements itself (engine name -> method), filled from ``@implements``
+    own_engines: ClassVar[dict[str, str]] = {}
+    #: engines a subclass refuses although a parent implements them: name -> the reason
+    declined_engines: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None:
             cls.__init__ = _recording_init(init)
+        cls.own_engines = collect_own_engines(cls)
         if cls.__dict__.get("family"):
             register_family(cls)
 

@@ -20,6 +20,7 @@ from torch import nn
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive, check_probability
 from ..core.random import seeded
+from ..core.engines import implements
 from ..infer.adversarial import fit_adversarial
 from ..infer.mle import fit_mle
 from ..nn.conv import ConvDecoder, ConvEncoder
@@ -261,14 +262,15 @@ class Autoencoder(_CodecMixin, Model):
     def validation_loss(self, x: torch.Tensor) -> torch.Tensor:
         return self._recon_error(self.decoder(self.encoder(x)), x).mean()
 
+    @implements("mle")
     def _fit_mle(self, data: Any, **options: Any):
         self._build_for_fit(data, options)
         result = fit_mle(self, data, **options)
-        self._fit_code_distribution(self.prepare_data(data)[0])
+        self._estimate_code_distribution(self.prepare_data(data)[0])
         return result
 
     @torch.no_grad()
-    def _fit_code_distribution(self, x: torch.Tensor) -> None:
+    def _estimate_code_distribution(self, x: torch.Tensor) -> None:
         codes = torch.cat([self.encode(x[s]) for s in _chunks(len(x), 1024)])
         mean = codes.mean(0)
         centred = codes - mean
@@ -360,6 +362,8 @@ class AdversarialAutoencoder(Autoencoder):
 
     family = "adversarial_autoencoder"
     default_inference = "adversarial"
+    declined_engines = {"mle": "an AdversarialAutoencoder trains with 'adversarial'; "
+                               "use Autoencoder for a plain reconstruction fit"}
     log_prob_kind = None
 
     def __init__(self, data_shape: Sequence[int] | None = None, latent_dim: int = 8, network: str = "mlp",
@@ -408,13 +412,11 @@ class AdversarialAutoencoder(Autoencoder):
             px = dist.Bernoulli(logits=out) if self.loss == "bce" else dist.Normal(out, 1.0)
             return pyro.sample("x", px.to_event(len(self.data_shape)), obs=x)
 
+    @implements("adversarial")
     def _fit_adversarial(self, data: Any, **options: Any):
         self._build_for_fit(data, options)
         return fit_adversarial(self, data, **options)
 
-    def _fit_mle(self, data: Any, **options: Any):
-        raise ValueError("inference: an AdversarialAutoencoder trains with 'adversarial'; "
-                         "use Autoencoder for a plain reconstruction fit")
 
     def _sample(self, n: int) -> torch.Tensor:
         self._require_built()

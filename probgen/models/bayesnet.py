@@ -17,6 +17,7 @@ from pyro.ops.indexing import Vindex
 from ..core.base import ContractCase, Model
 from ..core.checks import check_positive, unknown_key
 from ..core.progress import progress_bar
+from ..core.engines import implements
 from .bayesnet_plan import NetSpec, ZeroEvidenceError, batched_query, compile_plan, run_max_plan
 
 _TOL = 1e-6
@@ -548,17 +549,20 @@ class BayesianNetwork(Model):
         return counterfactual(self, evidence, do, target)
 
     # --------------------------------------------------------------- learning
+    @implements("exact")
     def _fit_exact(self, data: Any, **options: Any):
         """Maximum likelihood CPTs from counts (EM when values are missing)."""
         from .bayesnet_learn import fit_counts
 
         return fit_counts(self, data, "exact", bayes=False, **options)
 
+    @implements("mle")
     def _fit_mle(self, data: Any, **options: Any):
         from .bayesnet_learn import fit_counts
 
         return fit_counts(self, data, "mle", bayes=False, **options)
 
+    @implements("bayes")
     def _fit_bayes(self, data: Any, **options: Any):
         """Dirichlet posteriors over the CPT rows (``prior="BDeu"|"K2"|"uniform"``)."""
         from .bayesnet_learn import fit_counts

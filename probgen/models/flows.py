@@ -15,6 +15,7 @@ from torch.distributions import AffineTransform, Independent, Normal, StudentT
 
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive
+from ..core.engines import implements
 
 #: flow kinds and the zuko class that builds each (coupling kinds need ``dim >= 2``)
 FLOW_KINDS = {
@@ -178,6 +179,7 @@ class Flow(Model):
             raise ValueError(f"{name}: expected at least one example, got none")
         return tensors
 
+    @implements("mle")
     def _fit_mle(self, data: Any, **options: Any):
         """Exact maximum likelihood (the generic "mle" engine) after fixing the standardization."""
         from ..infer.mle import fit_mle

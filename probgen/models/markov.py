@@ -25,6 +25,7 @@ from pyro.nn import PyroModule
 from ..core.base import ContractCase, Model
 from ..core.checks import check_positive, unknown_key
 from ..core.result import FitResult
+from ..core.engines import implements
 
 #: the largest number of tuple states the dense first-order ("lifted") chain may have
 MAX_LIFTED_STATES = 4096
@@ -217,6 +218,7 @@ class MarkovChain(Model, PyroModule):
         self.initial = (occupancy / occupancy.sum()).to(self.counts.device)
         self.fitted = True
 
+    @implements("exact")
     def _fit_exact(self, data: Any, **options: Any) -> FitResult:
         """Maximum likelihood: normalised transition counts (+ ``smoothing``)."""
         from ..infer.options import parse_options
@@ -234,6 +236,7 @@ class MarkovChain(Model, PyroModule):
         return FitResult(model=self, engine="exact", device=str(opts.device),
                          info={"transitions": int(counts.sum()), "num_states": self.num_states})
 
+    @implements("bayes")
     def _fit_bayes(self, data: Any, num_samples: int = 1000, **options: Any) -> FitResult:
         """Dirichlet(``alpha`` + counts) posterior per transition row; keeps the posterior mean.
 

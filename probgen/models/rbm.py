@@ -24,6 +24,7 @@ from ..core.checks import as_tensor, check_binary, check_choice, check_positive
 from ..core.progress import progress_bar
 from ..core.random import seeded
 from ..core.result import FitResult
+from ..core.engines import implements
 
 VISIBLE = ("bernoulli", "gaussian", "softmax")
 METHODS = ("cd", "pcd", "pt")
@@ -208,6 +209,7 @@ class RBM(Model):
         return (v,)
 
     # -------------------------------------------------------------- training
+    @implements("mcmc")
     def _fit_mcmc(self, data: Any, k: int | None = None, method: str | None = None, **options: Any) -> FitResult:
         """CD-k / PCD / PT through probgen's mcmc engine (which runs ``mcmc_step`` per minibatch).
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..core.base import ContractCase, Model
 from ..core.checks import check_positive, unknown_key
 from ..core.result import FitResult
+from ..core.engines import implements
 from .rbm import _bernoulli
 
 
@@ -145,6 +146,7 @@ class RecommenderRBM(Model):
         return torch.tensor(out.to_numpy(dtype=np.int64))
 
     # ------------------------------------------------------------ training
+    @implements("mcmc")
     def _fit_mcmc(self, data: Any, **options: Any) -> FitResult:
         """CD-k over minibatches of users; ``validation`` (ratings of the same users) is scored by RMSE."""
         from ..infer.mcmc import fit_mcmc

@@ -19,6 +19,7 @@ from torch.distributions import constraints
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive, check_probability, unknown_key
 from ..core.random import seeded
+from ..core.engines import implements
 from . import spread_analysis as analysis
 from .spread_infer import log1mexp, mean_field_cases, node_level_stats, node_log_likelihood
 from .spread_sim import COMPARTMENTS, E, I, R, S, Outbreaks, adjacency, gillespie, simulate_batch, states_from_times
@@ -432,6 +433,7 @@ class Spread(Model, PyroModule):
         jit = getattr(self, "_mode", 0) == 0
         return NUTS(self.model, jit_compile=jit, ignore_jit_warnings=True, target_accept_prob=0.8)
 
+    @implements("mcmc")
     def _fit_mcmc(self, data: Any, **options: Any):
         from ..infer.mcmc import fit_mcmc
 
@@ -439,6 +441,7 @@ class Spread(Model, PyroModule):
         result.inference_data = self._with_r0(result.inference_data)
         return result
 
+    @implements("svi")
     def _fit_svi(self, data: Any, **options: Any):
         from ..infer.svi import fit_svi
 

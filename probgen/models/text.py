@@ -17,6 +17,7 @@ import torch
 from ..core.base import ContractCase, Model
 from ..core.checks import check_choice, check_positive
 from ..core.result import FitResult
+from ..core.engines import implements
 from .markov import MarkovChain, sample_chains
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -177,6 +178,7 @@ class TextGenerator(Model):
         """Count the n-grams of ``data`` (text; the English corpus of ``probgen.datasets`` when ``None``)."""
         return super().fit(data, inference=inference, **options)
 
+    @implements("exact")
     def _fit_exact(self, data: Any = None, **options: Any) -> FitResult:
         from ..infer.options import parse_options
 

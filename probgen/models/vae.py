@@ -19,6 +19,7 @@ from pyro.nn.module import to_pyro_module_
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_labels, check_positive
 from ..core.random import seeded
+from ..core.engines import implements
 from .autoencoder import Decoder, Encoder, _chunks, _CodecMixin
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -151,6 +152,7 @@ class VAE(_CodecMixin, Model, PyroModule):
             with self._beta_scale():
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
+    @implements("svi")
     def _fit_svi(self, data: Any, **options: Any):
         from ..infer.svi import fit_svi
 

@@ -1,0 +1,86 @@
+"""What each generic engine needs of a model, as ``typing.Protocol`` classes.
+
+``satisfies(model, protocol)`` is true when the model's class provides every member of the
+protocol itself: a member that is only ``probgen.Model``'s placeholder (``model``,
+``guide``, ``log_prob`` raise until a family defines them) does not count.
+
+Example:
+    >>> import probgen
+    >>> satisfies(probgen.models.BayesianLinearRegression(n_features=1), VariationalModel)
+    True
+    >>> satisfies(probgen.models.MarkovChain(), VariationalModel)
+    False
+"""
+
+from __future__ import annotations
+
+__all__ = ["VariationalModel", "PosteriorModel", "EnergyModel", "LikelihoodModel", "LossModel",
+           "AdversarialModel", "satisfies", "members"]
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from ..core.base import Model
+
+
+@runtime_checkable
+class VariationalModel(Protocol):
+    """``svi``: a Pyro model and a guide over the same latent sites."""
+
+    def model(self, *batch: torch.Tensor) -> Any: ...
+    def guide(self, *batch: torch.Tensor) -> Any: ...
+
+
+@runtime_checkable
+class PosteriorModel(Protocol):
+    """``mcmc`` (NUTS/HMC): a Pyro model with continuous latents, and a place for the draws."""
+
+    def model(self, *batch: torch.Tensor) -> Any: ...
+    def set_posterior_samples(self, samples: dict[str, torch.Tensor]) -> None: ...
+
+
+@runtime_checkable
+class EnergyModel(Protocol):
+    """``mcmc`` learning (contrastive divergence and the like): one Markov-chain update per minibatch."""
+
+    def mcmc_step(self, batch: tuple[torch.Tensor, ...], step: int) -> dict: ...
+
+
+@runtime_checkable
+class LikelihoodModel(Protocol):
+    """``mle``: a differentiable per-example log-likelihood."""
+
+    def log_prob(self, x: Any) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LossModel(Protocol):
+    """``mle`` without a likelihood: a training loss per minibatch (reconstruction, denoising)."""
+
+    def training_loss(self, *batch: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class AdversarialModel(Protocol):
+    """``adversarial``: a critic and a generator, each with its loss and its parameters."""
+
+    def critic_loss(self, *batch: torch.Tensor) -> torch.Tensor: ...
+    def generator_loss(self, *batch: torch.Tensor) -> torch.Tensor: ...
+    def critic_parameters(self) -> Any: ...
+    def generator_parameters(self) -> Any: ...
+
+
+def members(protocol: type) -> list[str]:
+    """The method names a protocol asks for."""
+    return sorted(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+
+
+def satisfies(model: Any, protocol: type) -> bool:
+    """Whether ``model``'s class defines every member of ``protocol`` (Model's placeholders excluded)."""
+    cls = type(model)
+    for name in members(protocol):
+        attr = getattr(cls, name, None)
+        if attr is None or not callable(attr) or attr is getattr(Model, name, object()):
+            return False
+    return True
