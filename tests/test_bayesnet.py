@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import probgen
-from probgen.models.bayesnet import BayesianNetwork
+from probgen.models.bayesnet.network import BayesianNetwork
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 pytestmark = pytest.mark.filterwarnings("ignore:Found vars in model but not guide")
@@ -55,7 +55,7 @@ def test_andes_leaves_merged_plans_agree_with_unmerged_and_pgmpy():
     by shared evidence, against the plain one-variable-per-step plan and pgmpy VE."""
     from pgmpy.inference import VariableElimination
 
-    from probgen.models.bayesnet_plan import compile_plan, run_plan
+    from probgen.models.bayesnet.plan import compile_plan, run_plan
 
     bn = BayesianNetwork.example("andes")
     children = {p for u in bn.nodes for p in bn.parents[u]}
@@ -314,7 +314,7 @@ def test_counterfactual_twin_network():
 
 
 def test_nhefs_backdoor_adjusted_effect_of_quitting():
-    from probgen.models.bayesnet_causal import nhefs_network
+    from probgen.models.bayesnet.causal import nhefs_network
 
     bn, frame, values = nhefs_network()
     effect = bn.ate("qsmk", "weight_gain", "1", "0", outcome_values=values)

@@ -6,7 +6,7 @@ import torch
 
 import probgen
 from probgen.models import Diffusion
-from probgen.models.diffusion_schedule import NoiseSchedule, make_betas
+from probgen.models.diffusion.schedule import NoiseSchedule, make_betas
 
 
 def _mixture(n, seed=0):

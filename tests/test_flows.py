@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import probgen
-from probgen.models.flows import Flow, _log_normalizer_2d
-from probgen.models.flows_finance import GarchT, kupiec_test, return_features, tail_dependence, var_backtest
+from probgen.models.flows.flow import Flow, _log_normalizer_2d
+from probgen.tasks.finance import GarchT, kupiec_test, return_features, tail_dependence, var_backtest
 
 
 def _scrambled(flow: Flow, seed: int = 0, scale: float = 0.3) -> Flow:
@@ -183,7 +183,7 @@ def test_tail_dependence_separates_comonotone_from_independent():
 
 # -------------------------------------------------------------- flow guide
 def test_flow_guide_follows_the_banana_where_mean_field_cannot():
-    from probgen.models.flows_guide import (banana_grid_moments, banana_model, elbo_estimate, fit_guide,
+    from probgen.models.flows.guide import (banana_grid_moments, banana_model, elbo_estimate, fit_guide,
                                             sample_moments)
 
     exact = banana_grid_moments()

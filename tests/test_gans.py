@@ -7,7 +7,7 @@ import torch
 
 import probgen
 from probgen.core.base import NoLikelihoodError
-from probgen.models.gan import GAN, ConditionalGAN, critic_objective, generator_objective
+from probgen.models.gan.gan import GAN, ConditionalGAN, critic_objective, generator_objective
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +177,7 @@ def test_gan_modes_bench_quick():
 
 # ----------------------------------------------------------------- image-to-image / super-resolution
 def test_image_metrics_and_corruptions():
-    from probgen.models.gan_image import downsample, edges, occlude, psnr, ssim
+    from probgen.models.gan.image import downsample, edges, occlude, psnr, ssim
 
     x = torch.rand(4, 1, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(4))
@@ -190,7 +190,7 @@ def test_image_metrics_and_corruptions():
 
 
 def test_image_to_image_and_super_resolution_train_and_check_input():
-    from probgen.models.gan_image import ImageToImageGAN, SuperResolutionGAN, downsample, occlude
+    from probgen.models.gan.image import ImageToImageGAN, SuperResolutionGAN, downsample, occlude
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(32, 1, 8, 8, generator=g) > 0.7).float()
@@ -218,7 +218,7 @@ def test_image_to_image_and_super_resolution_train_and_check_input():
 
 # ----------------------------------------------------------------------------- text-to-image
 def test_captions_measure_thickness_and_slant():
-    from probgen.models.gan_text import caption_digits, digit_attributes
+    from probgen.models.gan.text import caption_digits, digit_attributes
 
     thin, thick, slanted = torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12)
     thin[0, 0, 2:10, 5] = 1
@@ -234,7 +234,7 @@ def test_captions_measure_thickness_and_slant():
 
 
 def test_text_to_image_composes_unseen_word_combinations():
-    from probgen.models.gan_text import TextToImageGAN
+    from probgen.models.gan.text import TextToImageGAN
 
     g = torch.Generator().manual_seed(0)
     caps, points = [], []

@@ -1,4 +1,4 @@
-"""Markov chains and n-gram text generation (probgen.models.markov, probgen.models.text)."""
+"""Markov chains and n-gram text generation (probgen.models.markov.chain, probgen.models.markov.text)."""
 
 import itertools
 import math
@@ -11,7 +11,7 @@ from scipy import stats
 
 import probgen
 from probgen.models import MarkovChain, TextGenerator
-from probgen.models.text import tokenize
+from probgen.models.markov.text import tokenize
 
 WEATHER = [[0.8, 0.15, 0.05], [0.3, 0.5, 0.2], [0.25, 0.25, 0.5]]
 STATES = ["sunny", "cloudy", "rainy"]

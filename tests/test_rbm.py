@@ -1,4 +1,4 @@
-"""Restricted Boltzmann machines (probgen.models.rbm) and the RBM recommender (probgen.models.rbm_recommend)."""
+"""Restricted Boltzmann machines (probgen.models.rbm.rbm) and the RBM recommender (probgen.models.rbm.recommend)."""
 
 import itertools
 import math
@@ -12,7 +12,7 @@ from scipy import stats
 
 import probgen
 from probgen.models import RBM, RecommenderRBM
-from probgen.models.rbm import BlockGibbsKernel
+from probgen.models.rbm.rbm import BlockGibbsKernel
 
 
 def _random_rbm(n_visible, n_hidden, visible="bernoulli", scale=0.5, seed=0, **kw):
@@ -154,7 +154,7 @@ def _reference_updates(W, b, c, data, u_v, u_h, u_mid, persistent, chain_ph, lr,
 @pytest.mark.parametrize("persistent,k,n,m,momentum,wd", [(True, 1, 4, 4, 0.0, 0.0), (True, 2, 3, 5, 0.5, 0.01),
                                                           (False, 1, 4, 4, 0.0, 0.0), (False, 3, 4, 4, 0.9, 0.001)])
 def test_fused_updates_equal_the_plain_algorithm(persistent, k, n, m, momentum, wd):
-    from probgen.models.rbm import _augment, _fused_cd
+    from probgen.models.rbm.rbm import _augment, _fused_cd
 
     g = torch.Generator().manual_seed(0)
     dv, nh, steps, lr = 6, 5, 7, 0.3

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import probgen
-from probgen.models.spread import Spread
-from probgen.models.spread_analysis import final_size_equation
+from probgen.models.spread.model import Spread
+from probgen.models.spread.analysis import final_size_equation
 
 warnings.filterwarnings("ignore", message="Sparse")
 

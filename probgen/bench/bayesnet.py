@@ -48,7 +48,7 @@ def _peak_mb() -> float:
 def _case(name: str, rows: int, subsample: int, seed: int = 0) -> dict:
     from pgmpy.inference import VariableElimination
 
-    from ..models.bayesnet import BayesianNetwork
+    from ..models.bayesnet.network import BayesianNetwork
 
     bn = BayesianNetwork.example(name)
     children = {p for u in bn.nodes for p in bn.parents[u]}
@@ -83,7 +83,7 @@ def _nhefs() -> tuple[float, float]:
     The network of ``notebooks/bayesian_networks.ipynb``: confounders into treatment and
     outcome, Bayesian (BDeu) fit, effect read off ``do``.
     """
-    from ..models.bayesnet_causal import nhefs_network
+    from ..models.bayesnet.causal import nhefs_network
 
     bn, frame, values = nhefs_network()
     effect = bn.ate("qsmk", "weight_gain", "1", "0", outcome_values=values)

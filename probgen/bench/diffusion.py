@@ -21,7 +21,7 @@ from .harness import Report
 
 def _train_digits(quick: bool, device):
     from ..datasets import load
-    from ..models.diffusion import Diffusion
+    from ..models.diffusion.diffusion import Diffusion
 
     train = load("digits", split="train")
     model = Diffusion((1, 8, 8), timesteps=1000, hidden=32).to(device)
@@ -60,7 +60,7 @@ def _sampler_rows(report: Report, model, quick: bool) -> None:
 def _grid25(report: Report, quick: bool, device) -> None:
     from ..datasets import load
     from ..metrics.modes import modes_covered
-    from ..models.diffusion import Diffusion
+    from ..models.diffusion.diffusion import Diffusion
 
     data = load("grid25", n=5000)
     # cosine schedule + v-prediction, a 256-wide MLP, 8,000 Adam steps at lr 2e-3 and 4,000 more at 2e-4:

@@ -33,8 +33,8 @@ def _fit_flow(flow, train, val, steps: int, lr: float, batch_size: int = 256, pa
 # ------------------------------------------------------------------ S&P 500
 def _sp500(report: Report, quick: bool, device) -> None:
     from ..datasets import load
-    from ..models.flows import Flow
-    from ..models.flows_finance import GarchT, GaussianReturns, StudentReturns, return_features, var_backtest
+    from ..models.flows.flow import Flow
+    from ..tasks.finance import GarchT, GaussianReturns, StudentReturns, return_features, var_backtest
 
     frame = load("sp500")
     r = frame["log_return"] * 100  # percent
@@ -115,8 +115,8 @@ def _ff3(report: Report, quick: bool, device) -> None:
     from sklearn.mixture import GaussianMixture
 
     from ..datasets import load
-    from ..models.flows import Flow
-    from ..models.flows_finance import tail_dependence
+    from ..models.flows.flow import Flow
+    from ..tasks.finance import tail_dependence
 
     cols = ["Mkt-RF", "SMB", "HML"]
     parts = {s: load("ff3", split=s)[cols].to_numpy(dtype=float) for s in ("train", "val", "test")}
@@ -172,7 +172,7 @@ def _density(report: Report, quick: bool, device) -> None:
     from sklearn.mixture import GaussianMixture
 
     from ..datasets import load
-    from ..models.flows import Flow
+    from ..models.flows.flow import Flow
 
     sets = {}
     for name in ("moons", "ring8"):
@@ -217,7 +217,7 @@ def _guide(report: Report, quick: bool) -> None:
     import pyro
     from pyro.infer.autoguide import AutoNormal
 
-    from ..models.flows_guide import (FlowGuide, banana_grid_moments, banana_model, elbo_estimate, fit_guide,
+    from ..models.flows.guide import (FlowGuide, banana_grid_moments, banana_model, elbo_estimate, fit_guide,
                                       sample_moments)
 
     exact = banana_grid_moments()

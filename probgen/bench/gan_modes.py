@@ -59,7 +59,7 @@ def train_and_measure(dataset: str, name: str, seed: int, *, steps: int, n_data:
                       rejection: bool = False, rejection_steps: int | None = None) -> list[dict]:
     """Train one GAN of ``CONFIGS[name]`` on ``dataset`` and measure 2,500 samples
     (plainly, at temperature 0.5, and with rejection sampling when ``rejection``)."""
-    from ..models.gan import GAN
+    from ..models.gan.gan import GAN
 
     build, sample_kw = CONFIGS[name]
     x = load(dataset, n=n_data, seed=1000 + seed).x
@@ -152,8 +152,8 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
     """
     from sklearn.metrics import roc_auc_score
 
-    from ..models.gan import GAN
-    from ..models.gan_image import ImageToImageGAN, SuperResolutionGAN, downsample, edges, occlude, psnr, ssim
+    from ..models.gan.gan import GAN
+    from ..models.gan.image import ImageToImageGAN, SuperResolutionGAN, downsample, edges, occlude, psnr, ssim
 
     report = report or Report("gan-images", "GAN image tasks")
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
@@ -213,8 +213,8 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
     case = f"anomaly: digit {held} held out (digits)"
     report.add(case, "ROC AUC", auc, auc_pixel, baseline_name="distance to the mean image", goal="higher")
     # the autoencoder family's scores on the same split, beside f-AnoGAN
-    from ..models.autoencoder import Autoencoder
-    from ..models.vae import VAE
+    from ..models.autoencoders.autoencoder import Autoencoder
+    from ..models.autoencoders.vae import VAE
 
     with seeded(0):
         others = {"autoencoder reconstruction error": Autoencoder(latent_dim=16, hidden=(256,), loss="mse"),
@@ -237,7 +237,7 @@ def text_to_image(quick: bool = False, device="cpu", report: Report | None = Non
     """
     from sklearn.linear_model import LogisticRegression
 
-    from ..models.gan_text import DIGIT_WORDS, TextToImageGAN, caption_digits, digit_attributes
+    from ..models.gan.text import DIGIT_WORDS, TextToImageGAN, caption_digits, digit_attributes
 
     report = report or Report("gan-text", "text-to-image GAN on digits")
     train = load("digits", split="train")

@@ -26,7 +26,7 @@ def _corpus(quick: bool) -> tuple[str, str, str]:
 
 def perplexity_table(train: str, test: str, orders, levels=("word", "char")) -> pd.DataFrame:
     """Held-out perplexity of Kneser–Ney and add-one for each level and order (one count pass per model)."""
-    from ..models.text import TextGenerator
+    from ..models.markov.text import TextGenerator
 
     rows = []
     for level in levels:
@@ -46,8 +46,8 @@ def perplexity_table(train: str, test: str, orders, levels=("word", "char")) -> 
 def sampling_throughput(train: str, chains: int, length: int, pgmpy_steps: int) -> tuple[float, float, int]:
     """Tokens/s of probgen (``chains`` chains batched) and of pgmpy ``MarkovChain.sample`` (one chain),
     on the same first-order character chain fitted to ``train``."""
-    from ..models.markov import MarkovChain
-    from ..models.text import tokenize
+    from ..models.markov.chain import MarkovChain
+    from ..models.markov.text import tokenize
 
     chain = MarkovChain().fit(tokenize(train, "char"), progress=False).model
     chain.sample(chains, length=10, seed=0, indices=True)  # warm-up

@@ -35,7 +35,7 @@ def _logistic_accuracy(f_train, y_train, f_test, y_test) -> float:
 def _digits_cases(report: Report, quick: bool) -> None:
     from sklearn.neural_network import BernoulliRBM
 
-    from ..models.rbm import RBM
+    from ..models.rbm.rbm import RBM
 
     x, y, xt, yt = _digits()
     epochs, repeats = (2, 1) if quick else (10, 5)
@@ -104,7 +104,7 @@ def likelihood_rows(quick: bool = False) -> list[dict]:
     CD-25 one, so that it trains in a few CPU minutes.
     """
     from ..datasets import load
-    from ..models.rbm import RBM
+    from ..models.rbm.rbm import RBM
 
     x = load("mnist5k_binary", split="train").flat()
     xt = load("mnist5k_binary", split="test").flat()

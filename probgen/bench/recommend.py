@@ -82,7 +82,7 @@ def precision_at_k(scores: np.ndarray, users: np.ndarray, items: np.ndarray, tra
 
 def run(quick: bool = False, device: str = "cpu") -> Report:
     from ..datasets import load
-    from ..models.rbm_recommend import RecommenderRBM
+    from ..models.rbm.recommend import RecommenderRBM
 
     report = Report("recommend", "MovieLens (671 users, 100,004 ratings): RBM vs bias baseline and truncated SVD")
     df = load("movielens")[["userId", "movieId", "rating"]]

@@ -20,7 +20,7 @@ from .harness import Report
 
 def _vae_case(quick: bool):
     from ..datasets import load
-    from ..models.vae import VAE
+    from ..models.autoencoders.vae import VAE
 
     data = load("mnist5k_binary", split="train")
     steps = 10 if quick else 60

@@ -51,7 +51,7 @@ def _import_ndlib():
 
 
 def _speed(report: Report, quick: bool, device: torch.device) -> None:
-    from ..models.spread import Spread
+    from ..models.spread.model import Spread
 
     n, runs, steps, nd_runs = (1000, 50, 30, 2) if quick else (10_000, 1000, 100, 10)
     b, g, seeds = 0.02, 0.1, 10
@@ -100,7 +100,7 @@ def _speed(report: Report, quick: bool, device: torch.device) -> None:
 
 def _calibration(report: Report, quick: bool) -> None:
     from .. import datasets
-    from ..models.spread import Spread
+    from ..models.spread.model import Spread
 
     graph = datasets.load("karate")
     outbreaks, samples = (2, 40) if quick else (20, 200)

@@ -51,8 +51,8 @@ def hand_written_steps(encoder, decoder, x: torch.Tensor, steps: int, batch_size
 
 def _case(report: Report, quick: bool, device: torch.device, network: str, hidden: tuple) -> None:
     from ..datasets import load
-    from ..models.autoencoder import Decoder, Encoder
-    from ..models.vae import VAE
+    from ..models.autoencoders.autoencoder import Decoder, Encoder
+    from ..models.autoencoders.vae import VAE
 
     x = load("mnist5k_binary", split="train").x  # (n, 1, 28, 28)
     steps = 10 if quick else 40

@@ -47,7 +47,7 @@ def _flat(x: torch.Tensor) -> np.ndarray:
 def _main_vae(quick: bool, device: str = "cpu"):
     """The unconditional Bernoulli VAE on the binarized train split (early stopping on val)."""
     from ..datasets import load
-    from ..models.vae import VAE
+    from ..models.autoencoders.vae import VAE
 
     s = _setting(quick)
     tr, va = load(f"{s['data']}_binary", split="train"), load(f"{s['data']}_binary", split="val")
@@ -84,7 +84,7 @@ def likelihood_rows(quick: bool = False, device: str = "cpu") -> list[dict]:
 
 def _denoising(report: Report, s: dict, quick: bool, device) -> None:
     from ..datasets import load
-    from ..models.autoencoder import Autoencoder
+    from ..models.autoencoders.autoencoder import Autoencoder
     from ..tasks.denoise import add_noise, gaussian_blur, psnr
 
     tr, va, te = (load(s["data"], split=k).x for k in ("train", "val", "test"))
@@ -109,7 +109,7 @@ def _anomaly(report: Report, s: dict, quick: bool, device) -> None:
     from sklearn.metrics import roc_auc_score
 
     from ..datasets import load
-    from ..models.vae import VAE
+    from ..models.autoencoders.vae import VAE
 
     tr, te = load(f"{s['data']}_binary", split="train"), load(f"{s['data']}_binary", split="test")
     rows = []
@@ -180,7 +180,7 @@ def _digit_classifier(s: dict):
 
 def _conditional(report: Report, s: dict, quick: bool, device) -> None:
     from ..datasets import load
-    from ..models.vae import VAE
+    from ..models.autoencoders.vae import VAE
 
     tr = load(f"{s['data']}_binary", split="train")
     model = VAE(latent_dim=2, hidden=s["small"], num_classes=10)  # a small code leaves the class to the label

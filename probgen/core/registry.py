@@ -1,33 +1,77 @@
-"""The registry of model families: every ``Model`` subclass with a ``family`` name."""
+"""The one table of model families: family name -> where its class lives.
+
+Built-in families are listed here as ``"module:Class"`` and imported only when asked for, so
+``probgen.load`` imports just the family it loads. A ``Model`` subclass defined elsewhere with
+a ``family`` name adds itself when its class is created, so it saves and loads too.
+
+Adding a family: write its subpackage under ``probgen/models/`` and add one line below.
+"""
 
 from __future__ import annotations
 
-__all__ = ["register_family", "family_class", "registered_families"]
+__all__ = ["BUILTIN_FAMILIES", "register_family", "family_class", "family_names", "class_location"]
 
-_FAMILIES: dict[str, type] = {}
+import importlib
+
+# family name -> "module:Class" (imported lazily)
+BUILTIN_FAMILIES: dict[str, str] = {
+    "linear_regression": "probgen.models.regression:BayesianLinearRegression",
+    "bayesian_network": "probgen.models.bayesnet:BayesianNetwork",
+    "markov_chain": "probgen.models.markov:MarkovChain",
+    "text_generator": "probgen.models.markov:TextGenerator",
+    "spread": "probgen.models.spread:Spread",
+    "autoencoder": "probgen.models.autoencoders:Autoencoder",
+    "adversarial_autoencoder": "probgen.models.autoencoders:AdversarialAutoencoder",
+    "vae": "probgen.models.autoencoders:VAE",
+    "gan": "probgen.models.gan:GAN",
+    "conditional_gan": "probgen.models.gan:ConditionalGAN",
+    "text_to_image_gan": "probgen.models.gan:TextToImageGAN",
+    "image_to_image_gan": "probgen.models.gan:ImageToImageGAN",
+    "super_resolution_gan": "probgen.models.gan:SuperResolutionGAN",
+    "rbm": "probgen.models.rbm:RBM",
+    "recommender_rbm": "probgen.models.rbm:RecommenderRBM",
+    "pixel_cnn": "probgen.models.pixel:PixelCNN",
+    "pixel_rnn": "probgen.models.pixel:PixelRNN",
+    "flow": "probgen.models.flows:Flow",
+    "diffusion": "probgen.models.diffusion:Diffusion",
+}
+
+_FAMILIES: dict[str, type | str] = dict(BUILTIN_FAMILIES)
 
 
 def register_family(cls: type) -> type:
+    """Record ``cls`` under its ``family`` name (called when a ``Model`` subclass is created)."""
     name = cls.family
-    if name in _FAMILIES and _FAMILIES[name] is not cls:
-        prior = _FAMILIES[name]
-        if (prior.__module__, prior.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"family name {name!r} is taken by {prior.__module__}.{prior.__qualname__}")
+    current = _FAMILIES.get(name)
+    location = f"{cls.__module__}:{cls.__qualname__}"
+    if isinstance(current, type) and current is not cls and class_location(current) != location:
+        raise ValueError(f"family name {name!r} is taken by {class_location(current)}")
+    if isinstance(current, str):
+        module, _, qualname = current.partition(":")
+        if qualname != cls.__qualname__ or not (cls.__module__ == module or cls.__module__.startswith(module + ".")):
+            raise ValueError(f"family name {name!r} is taken by {current}")
     _FAMILIES[name] = cls
     return cls
 
 
+def class_location(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def family_class(name: str) -> type:
+    """The class of the family ``name``, importing only its own module (``KeyError`` listing valid names)."""
     from .checks import unknown_key
 
-    if name not in _FAMILIES:
-        from .. import models  # importing the family modules registers them
-
-        models._import_all()
-    if name not in _FAMILIES:
+    if not isinstance(name, str) or name not in _FAMILIES:
         raise unknown_key("family", name, _FAMILIES)
-    return _FAMILIES[name]
+    entry = _FAMILIES[name]
+    if isinstance(entry, str):
+        module, _, qualname = entry.partition(":")
+        entry = getattr(importlib.import_module(module), qualname)
+        _FAMILIES[name] = entry
+    return entry
 
 
-def registered_families() -> dict[str, type]:
-    return dict(_FAMILIES)
+def family_names() -> list[str]:
+    """Every family name, built-in and registered, without importing any family."""
+    return sorted(_FAMILIES)

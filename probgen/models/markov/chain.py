@@ -22,10 +22,10 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ..core.base import ContractCase, Model
-from ..core.checks import check_positive, unknown_key
-from ..core.result import FitResult
-from ..core.engines import implements
+from ...core.base import ContractCase, Model
+from ...core.checks import check_positive, unknown_key
+from ...core.result import FitResult
+from ...core.engines import implements
 
 #: the largest number of tuple states the dense first-order ("lifted") chain may have
 MAX_LIFTED_STATES = 4096
@@ -221,7 +221,7 @@ class MarkovChain(Model, PyroModule):
     @implements("exact")
     def _fit_exact(self, data: Any, **options: Any) -> FitResult:
         """Maximum likelihood: normalised transition counts (+ ``smoothing``)."""
-        from ..infer.options import parse_options
+        from ...infer.options import parse_options
 
         opts = parse_options("exact", options)
         counts, occupancy = self._counts_from(data)
@@ -245,8 +245,8 @@ class MarkovChain(Model, PyroModule):
         """
         import arviz as az
 
-        from ..core.random import seeded
-        from ..infer.options import parse_options
+        from ...core.random import seeded
+        from ...infer.options import parse_options
 
         check_positive("num_samples", num_samples, integer=True)
         opts = parse_options("bayes", options)

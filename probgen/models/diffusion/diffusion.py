@@ -13,11 +13,11 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability
-from ..core.progress import progress_bar
-from ..nn.time_embedding import TimeMLP, UNet
-from .diffusion_schedule import DiscretizedGaussian, NoiseSchedule, gaussian_kl
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability
+from ...core.progress import progress_bar
+from ...nn.time_embedding import TimeMLP, UNet
+from .schedule import DiscretizedGaussian, NoiseSchedule, gaussian_kl
 
 
 class Diffusion(Model):
@@ -297,7 +297,7 @@ class Diffusion(Model):
         for the known values (Lugmayr et al. 2022, RePaint, without resampling), so
         the unknown part is generated consistently with it.
         """
-        from ..core.random import seeded
+        from ...core.random import seeded
 
         x = self._check_x(x)
         mask = as_tensor(mask, "mask", device=self.device)
@@ -325,7 +325,7 @@ class Diffusion(Model):
         estimated from k evenly spaced steps with a random offset (an unbiased
         estimate of the bound, cheaper for long chains).
         """
-        from ..core.random import seeded
+        from ...core.random import seeded
 
         if isinstance(x, (tuple, list)) and len(x) == 2 and y is None:
             x, y = x
@@ -386,7 +386,7 @@ class Diffusion(Model):
     # --------------------------------------------------------------- examples
     @classmethod
     def _contract_case(cls) -> ContractCase:
-        from ..datasets import load
+        from ...datasets import load
 
         x = load("ring8", n=128).x
         return ContractCase(cls((2,), timesteps=20, hidden=32), x, {"steps": 10}, {"steps": 5}, x[:6])
@@ -396,9 +396,9 @@ class Diffusion(Model):
         """Train on the 25-Gaussian grid, sample with DDIM, count modes."""
         import os
 
-        from .. import plot
-        from ..datasets import load
-        from ..metrics.modes import modes_covered
+        from ... import plot
+        from ...datasets import load
+        from ...metrics.modes import modes_covered
 
         data = load("grid25", n=5000)
         model = cls((2,), timesteps=200, schedule="cosine", prediction="v", hidden=128)

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.checks import check_choice, check_positive, check_probability
-from ..core.progress import progress_bar
-from ..core.random import seeded
-from ..core.result import FitResult
-from ..infer.options import parse_options
-from .bayesnet_plan import batched_query
+from ...core.checks import check_choice, check_positive, check_probability
+from ...core.progress import progress_bar
+from ...core.random import seeded
+from ...core.result import FitResult
+from ...infer.options import parse_options
+from .plan import batched_query
 
 
 def _family_counts(bn, codes: torch.Tensor, complete_only: bool = True) -> list[torch.Tensor]:

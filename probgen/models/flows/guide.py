@@ -19,9 +19,9 @@ import torch
 from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_median
 
-from ..core.checks import check_positive
-from ..core.progress import progress_bar
-from ..core.random import seeded
+from ...core.checks import check_positive
+from ...core.progress import progress_bar
+from ...core.random import seeded
 
 
 class FlowGuide(AutoContinuous):
@@ -29,7 +29,7 @@ class FlowGuide(AutoContinuous):
 
     Arguments:
         model: a Pyro program with continuous latent sites.
-        kind: flow kind (see ``probgen.models.flows.FLOW_KINDS``); coupling kinds need >= 2 latents.
+        kind: flow kind (see ``probgen.models.flows.flow.FLOW_KINDS``); coupling kinds need >= 2 latents.
         flow_options: passed to ``Flow`` (``transforms``, ``hidden``, ``bins``, ``base``).
 
     Example:
@@ -49,7 +49,7 @@ class FlowGuide(AutoContinuous):
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
-        from .flows import Flow
+        from .flow import Flow
 
         super()._setup_prototype(*args, **kwargs)
         self.flow = Flow(self.latent_dim, kind=self.flow_kind, standardize=False, **self.flow_options)

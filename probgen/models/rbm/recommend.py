@@ -11,10 +11,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..core.base import ContractCase, Model
-from ..core.checks import check_positive, unknown_key
-from ..core.result import FitResult
-from ..core.engines import implements
+from ...core.base import ContractCase, Model
+from ...core.checks import check_positive, unknown_key
+from ...core.result import FitResult
+from ...core.engines import implements
 from .rbm import _bernoulli
 
 
@@ -149,7 +149,7 @@ class RecommenderRBM(Model):
     @implements("mcmc")
     def _fit_mcmc(self, data: Any, **options: Any) -> FitResult:
         """CD-k over minibatches of users; ``validation`` (ratings of the same users) is scored by RMSE."""
-        from ..infer.mcmc import fit_mcmc
+        from ...infer.mcmc import fit_mcmc
 
         df = self._frame(data, "data")
         ratings = pd.to_numeric(df[self.columns[2]], errors="coerce")

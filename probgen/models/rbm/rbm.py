@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_binary, check_choice, check_positive
-from ..core.progress import progress_bar
-from ..core.random import seeded
-from ..core.result import FitResult
-from ..core.engines import implements
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_binary, check_choice, check_positive
+from ...core.progress import progress_bar
+from ...core.random import seeded
+from ...core.result import FitResult
+from ...core.engines import implements
 
 VISIBLE = ("bernoulli", "gaussian", "softmax")
 METHODS = ("cd", "pcd", "pt")
@@ -215,7 +215,7 @@ class RBM(Model):
 
         ``k`` and ``method`` override the constructor's for this fit; ``lr`` defaults to 0.05.
         """
-        from ..infer.mcmc import fit_mcmc
+        from ...infer.mcmc import fit_mcmc
 
         if k is not None:
             self.k = int(check_positive("k", k, integer=True))
@@ -578,8 +578,8 @@ class RBM(Model):
         """PCD on binarised digits; saves the learned filters."""
         import os
 
-        from .. import plot
-        from ..datasets import load
+        from ... import plot
+        from ...datasets import load
 
         x = load("digits_binary", split="train").flat()
         rbm = cls(n_visible=64, n_hidden=36)

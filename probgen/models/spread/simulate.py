@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.progress import progress_bar
+from ...core.progress import progress_bar
 
 #: compartment codes of the node states
 S, E, I, R = 0, 1, 2, 3

@@ -10,9 +10,9 @@ import pyro
 import torch
 from torch.nn import functional as F
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_positive
-from ..nn.gan_nets import PatchCritic, UNet
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_positive
+from ...nn.gan_nets import PatchCritic, UNet
 from .gan import LOSSES, _data_tensor, critic_objective, generator_objective
 
 

@@ -13,9 +13,9 @@ import zuko
 from pyro.contrib.zuko import ZukoToPyro
 from torch.distributions import AffineTransform, Independent, Normal, StudentT
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_positive
-from ..core.engines import implements
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_positive
+from ...core.engines import implements
 
 #: flow kinds and the zuko class that builds each (coupling kinds need ``dim >= 2``)
 FLOW_KINDS = {
@@ -182,7 +182,7 @@ class Flow(Model):
     @implements("mle")
     def _fit_mle(self, data: Any, **options: Any):
         """Exact maximum likelihood (the generic "mle" engine) after fixing the standardization."""
-        from ..infer.mle import fit_mle
+        from ...infer.mle import fit_mle
 
         tensors = self.prepare_data(data)
         if self.standardize and not bool(self.fitted):
@@ -295,7 +295,7 @@ class Flow(Model):
     @staticmethod
     def as_guide(model: Any, kind: str = "nsf", **flow_options: Any):
         """A flow guide (``FlowGuide``, an ``AutoContinuous`` autoguide) for the Pyro program ``model``."""
-        from .flows_guide import FlowGuide
+        from .guide import FlowGuide
 
         return FlowGuide(model, kind=kind, **flow_options)
 
@@ -314,7 +314,7 @@ class Flow(Model):
         """Fit a spline flow to two moons; draw its density."""
         import os
 
-        from .. import datasets, plot
+        from ... import datasets, plot
 
         train = datasets.load("moons", split="train").x
         flow = cls(2, kind="nsf", transforms=2, hidden=(32, 32))

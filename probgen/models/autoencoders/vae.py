@@ -16,10 +16,10 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_labels, check_positive
-from ..core.random import seeded
-from ..core.engines import implements
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_labels, check_positive
+from ...core.random import seeded
+from ...core.engines import implements
 from .autoencoder import Decoder, Encoder, _chunks, _CodecMixin
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -154,7 +154,7 @@ class VAE(_CodecMixin, Model, PyroModule):
 
     @implements("svi")
     def _fit_svi(self, data: Any, **options: Any):
-        from ..infer.svi import fit_svi
+        from ...infer.svi import fit_svi
 
         self._build_for_fit(data, options)
         return fit_svi(self, data, **options)
@@ -257,8 +257,8 @@ class VAE(_CodecMixin, Model, PyroModule):
     def tour(cls, out_dir, progress: bool = False) -> str:
         import os
 
-        from ..datasets import load
-        from ..plot import sample_grid, save_figure
+        from ...datasets import load
+        from ...plot import sample_grid, save_figure
 
         data = load("digits_binary", split="train")
         model = cls(latent_dim=8, hidden=(128,), num_classes=10)

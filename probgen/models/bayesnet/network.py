@@ -14,11 +14,11 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from ..core.base import ContractCase, Model
-from ..core.checks import check_positive, unknown_key
-from ..core.progress import progress_bar
-from ..core.engines import implements
-from .bayesnet_plan import NetSpec, ZeroEvidenceError, batched_query, compile_plan, run_max_plan
+from ...core.base import ContractCase, Model
+from ...core.checks import check_positive, unknown_key
+from ...core.progress import progress_bar
+from ...core.engines import implements
+from .plan import NetSpec, ZeroEvidenceError, batched_query, compile_plan, run_max_plan
 
 _TOL = 1e-6
 
@@ -249,8 +249,8 @@ class BayesianNetwork(Model):
     @classmethod
     def example(cls, name: str) -> "BayesianNetwork":
         """A bnlearn network shipped with pgmpy (``asia``, ``alarm``, ``child``, ...), read offline."""
-        from ..datasets._catalog import BN_NAMES, _bif_text
-        from .bayesnet_bif import parse_bif
+        from ...datasets._catalog import BN_NAMES, _bif_text
+        from .bif import parse_bif
 
         if name not in BN_NAMES:
             raise unknown_key("network", name, BN_NAMES)
@@ -261,7 +261,7 @@ class BayesianNetwork(Model):
     @classmethod
     def read_bif(cls, path: str) -> "BayesianNetwork":
         """Read a BIF file (a fast reader; pgmpy's ``BIFReader`` when the file uses more of BIF)."""
-        from .bayesnet_bif import parse_bif
+        from .bif import parse_bif
 
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -455,7 +455,7 @@ class BayesianNetwork(Model):
             codes[:, v] = s
         out = codes.clone()
         logp = torch.zeros(len(codes), dtype=torch.float64, device=self.device)
-        from .bayesnet_plan import _pattern_groups
+        from .plan import _pattern_groups
 
         for pattern, rows in _pattern_groups((codes >= 0).cpu().numpy()):
             observed = tuple(int(v) for v in np.flatnonzero(pattern))
@@ -532,7 +532,7 @@ class BayesianNetwork(Model):
         expectations (a float); otherwise a Series of probability differences per state.
         ``evidence`` gives a conditional effect.
         """
-        from .bayesnet_causal import ate
+        from .causal import ate
 
         return ate(self, treatment, outcome, treated, control, outcome_values=outcome_values, evidence=evidence)
 
@@ -544,7 +544,7 @@ class BayesianNetwork(Model):
         uniform noise ``U`` per node (the inverse-CDF coupling), shared between the
         factual and the counterfactual world.
         """
-        from .bayesnet_causal import counterfactual
+        from .causal import counterfactual
 
         return counterfactual(self, evidence, do, target)
 
@@ -552,20 +552,20 @@ class BayesianNetwork(Model):
     @implements("exact")
     def _fit_exact(self, data: Any, **options: Any):
         """Maximum likelihood CPTs from counts (EM when values are missing)."""
-        from .bayesnet_learn import fit_counts
+        from .learn import fit_counts
 
         return fit_counts(self, data, "exact", bayes=False, **options)
 
     @implements("mle")
     def _fit_mle(self, data: Any, **options: Any):
-        from .bayesnet_learn import fit_counts
+        from .learn import fit_counts
 
         return fit_counts(self, data, "mle", bayes=False, **options)
 
     @implements("bayes")
     def _fit_bayes(self, data: Any, **options: Any):
         """Dirichlet posteriors over the CPT rows (``prior="BDeu"|"K2"|"uniform"``)."""
-        from .bayesnet_learn import fit_counts
+        from .learn import fit_counts
 
         return fit_counts(self, data, "bayes", bayes=True, **options)
 
@@ -575,7 +575,7 @@ class BayesianNetwork(Model):
 
         Returns one row per state of ``target`` with ``mean``, ``lower`` and ``upper``.
         """
-        from .bayesnet_learn import posterior_interval
+        from .learn import posterior_interval
 
         return posterior_interval(self, target, evidence, level, num_draws, seed)
 
@@ -585,13 +585,13 @@ class BayesianNetwork(Model):
                         states: Mapping[str, Sequence[Any]] | None = None, progress: bool = False
                         ) -> "BayesianNetwork":
         """Learn a DAG with pgmpy (``"hill_climb"`` with ``score="bic"|"bdeu"``, or ``"pc"``), then fit MLE CPTs."""
-        from .bayesnet_learn import learn_structure
+        from .learn import learn_structure
 
         return learn_structure(cls, data, method, score, significance, max_indegree, states, progress)
 
     def structural_hamming_distance(self, other: "BayesianNetwork | nx.DiGraph") -> int:
         """Structural Hamming distance to ``other`` (pgmpy's ``SHD``: additions, deletions, reversals)."""
-        from .bayesnet_learn import shd
+        from .learn import shd
 
         return shd(self, other)
 
@@ -606,7 +606,7 @@ class BayesianNetwork(Model):
     def tour(cls, out_dir, progress: bool = False) -> str:
         import os
 
-        from .. import plot
+        from ... import plot
 
         bn = cls.example("asia")
         post = bn.posterior("lung", {"xray": "yes", "dysp": "yes", "smoke": "yes"})

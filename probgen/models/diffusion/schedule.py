@@ -10,7 +10,7 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
-from ..core.checks import check_choice, check_positive
+from ...core.checks import check_choice, check_positive
 
 SCHEDULES = ("linear", "cosine")
 

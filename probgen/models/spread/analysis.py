@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from ..core.checks import check_choice, check_positive
+from ...core.checks import check_choice, check_positive
 
 
 def choose_nodes(graph: nx.Graph, strategy: str, k: int, seed: int | None = None) -> list:

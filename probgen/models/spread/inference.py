@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .spread_sim import E, I, R, S
+from .simulate import E, I, R, S
 
 #: transitions allowed between consecutive steps, per model
 _ALLOWED = {

@@ -13,12 +13,12 @@ import pyro.distributions as dist
 import torch
 from torch.nn import functional as F
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_labels, check_positive
-from ..core.progress import progress_bar
-from ..core.random import seeded
-from ..nn.gan_nets import Critic, Generator
-from ..nn.mlp import MLP
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_labels, check_positive
+from ...core.progress import progress_bar
+from ...core.random import seeded
+from ...nn.gan_nets import Critic, Generator
+from ...nn.mlp import MLP
 
 LOSSES = ("non_saturating", "hinge", "wgan_gp")
 _COMPONENT_DIM = 16
@@ -496,7 +496,7 @@ class GAN(Model):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..datasets import load
+        from ...datasets import load
 
         x = load("ring8", n=4000).x
         gan = cls(data_shape=(2,), hidden=(64, 64), pack=4, loss="hinge", spectral_norm=True, ema=0.99)

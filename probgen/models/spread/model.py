@@ -16,13 +16,13 @@ import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_positive, check_probability, unknown_key
-from ..core.random import seeded
-from ..core.engines import implements
-from . import spread_analysis as analysis
-from .spread_infer import log1mexp, mean_field_cases, node_level_stats, node_log_likelihood
-from .spread_sim import COMPARTMENTS, E, I, R, S, Outbreaks, adjacency, gillespie, simulate_batch, states_from_times
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_positive, check_probability, unknown_key
+from ...core.random import seeded
+from ...core.engines import implements
+from . import analysis as analysis
+from .inference import log1mexp, mean_field_cases, node_level_stats, node_log_likelihood
+from .simulate import COMPARTMENTS, E, I, R, S, Outbreaks, adjacency, gillespie, simulate_batch, states_from_times
 
 #: the rates each model has
 _RATES = {"SI": ("beta",), "SIS": ("beta", "gamma"), "SIR": ("beta", "gamma"), "SEIR": ("beta", "gamma", "sigma"),
@@ -435,7 +435,7 @@ class Spread(Model, PyroModule):
 
     @implements("mcmc")
     def _fit_mcmc(self, data: Any, **options: Any):
-        from ..infer.mcmc import fit_mcmc
+        from ...infer.mcmc import fit_mcmc
 
         result = fit_mcmc(self, data, **options)
         result.inference_data = self._with_r0(result.inference_data)
@@ -443,7 +443,7 @@ class Spread(Model, PyroModule):
 
     @implements("svi")
     def _fit_svi(self, data: Any, **options: Any):
-        from ..infer.svi import fit_svi
+        from ...infer.svi import fit_svi
 
         options.setdefault("steps", 1500)
         options.setdefault("lr", 0.03)
@@ -643,7 +643,7 @@ class Spread(Model, PyroModule):
     # ------------------------------------------------------------- examples
     @classmethod
     def _contract_case(cls) -> ContractCase:
-        from .. import datasets
+        from ... import datasets
 
         g = datasets.load("karate")
         m = cls(g, "SIR", beta=0.4, gamma=0.3, initial=[0], steps=15)
@@ -658,7 +658,7 @@ class Spread(Model, PyroModule):
         import matplotlib
 
         matplotlib.use("Agg")
-        from .. import datasets, plot
+        from ... import datasets, plot
 
         g = datasets.load("karate")
         truth = cls(g, "SIR", beta=0.4, gamma=0.3, initial=[0], steps=15)

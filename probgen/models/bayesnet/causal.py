@@ -57,7 +57,7 @@ def _cells(cpt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def twin_network(bn, do: Mapping[str, Any]):
     """The twin network of ``bn`` for the intervention ``do`` and the name of each counterfactual copy."""
-    from .bayesnet import BayesianNetwork
+    from .network import BayesianNetwork
 
     g = bn.graph()
     dvars = list(do)
@@ -122,7 +122,7 @@ def nhefs_frame() -> tuple[pd.DataFrame, dict[str, float]]:
     -5, 0, 3, 6, 10, each bin worth the mean weight gain of the people in it (returned
     as the second value, for expectations).
     """
-    from ..datasets import load
+    from ...datasets import load
 
     raw = load("nhefs")
     raw = raw[raw["wt82_71"].notna()]
@@ -157,7 +157,7 @@ def nhefs_network():
     Returns ``(bn, frame, values)``: the fitted network, the data of ``nhefs_frame`` and the
     outcome bins' values in kg.
     """
-    from .bayesnet import BayesianNetwork
+    from .network import BayesianNetwork
 
     frame, values = nhefs_frame()
     bn = BayesianNetwork(NHEFS_EDGES, states={c: sorted(frame[c].unique()) for c in frame.columns})

@@ -1,7 +1,7 @@
 """Autoencoders: deterministic (optionally denoising) and adversarial (AAE).
 
 The encoder/decoder pair (MLP or convolutional, sized from the data shape) is shared
-with the VAE family (``probgen.models.vae``).
+with the VAE family (``probgen.models.autoencoders.vae``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_positive, check_probability
-from ..core.random import seeded
-from ..core.engines import implements
-from ..infer.adversarial import fit_adversarial
-from ..infer.mle import fit_mle
-from ..nn.conv import ConvDecoder, ConvEncoder
-from ..nn.mlp import MLP, activation
+from ...core.base import ContractCase, Model
+from ...core.checks import as_tensor, check_choice, check_positive, check_probability
+from ...core.random import seeded
+from ...core.engines import implements
+from ...infer.adversarial import fit_adversarial
+from ...infer.mle import fit_mle
+from ...nn.conv import ConvDecoder, ConvEncoder
+from ...nn.mlp import MLP, activation
 
 NETWORKS = ("mlp", "conv")
 CORRUPTIONS = (None, "gaussian", "masking", "salt_pepper")
@@ -322,8 +322,8 @@ class Autoencoder(_CodecMixin, Model):
     def tour(cls, out_dir, progress: bool = False) -> str:
         import os
 
-        from ..datasets import load
-        from ..plot import sample_grid, save_figure
+        from ...datasets import load
+        from ...plot import sample_grid, save_figure
 
         x = load("digits", split="train").x
         model = cls(latent_dim=8, hidden=(128,), corruption="gaussian", noise_level=0.3)

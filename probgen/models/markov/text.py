@@ -14,11 +14,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..core.base import ContractCase, Model
-from ..core.checks import check_choice, check_positive
-from ..core.result import FitResult
-from ..core.engines import implements
-from .markov import MarkovChain, sample_chains
+from ...core.base import ContractCase, Model
+from ...core.checks import check_choice, check_positive
+from ...core.result import FitResult
+from ...core.engines import implements
+from .chain import MarkovChain, sample_chains
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*|\d+|[^\sa-z\d]")
@@ -156,7 +156,7 @@ class TextGenerator(Model):
     # ------------------------------------------------------------ data
     def _documents(self, data: Any, name: str) -> list[list[str]]:
         if data is None:
-            from ..datasets import load
+            from ...datasets import load
 
             data = load("english", split="train")
         if isinstance(data, str):
@@ -180,7 +180,7 @@ class TextGenerator(Model):
 
     @implements("exact")
     def _fit_exact(self, data: Any = None, **options: Any) -> FitResult:
-        from ..infer.options import parse_options
+        from ...infer.options import parse_options
 
         opts = parse_options("exact", options)
         docs = self._documents(data, "data")
@@ -317,7 +317,7 @@ class TextGenerator(Model):
         """exp(mean negative log-probability per predicted token) on ``text`` (English test split when ``None``)."""
         self._require_fitted("perplexity")
         if text is None:
-            from ..datasets import load
+            from ...datasets import load
 
             text = load("english", split="test")
         docs = self._documents(text, "text")
@@ -433,7 +433,7 @@ class TextGenerator(Model):
 
         import matplotlib.pyplot as plt
 
-        from ..datasets._catalog import stdlib_docstrings
+        from ...datasets._catalog import stdlib_docstrings
 
         docs = list(stdlib_docstrings(200_000))
         train, test = "\n\n".join(docs[:-100]), "\n\n".join(docs[-100:])

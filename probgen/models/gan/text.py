@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.base import Model  # noqa: E402
-from ..core.base import ContractCase
-from ..core.checks import as_tensor, check_positive, unknown_key
+from ...core.base import Model  # noqa: E402
+from ...core.base import ContractCase
+from ...core.checks import as_tensor, check_positive, unknown_key
 from .gan import GAN, _check_temperature, _data_tensor
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
