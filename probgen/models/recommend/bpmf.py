@@ -261,8 +261,10 @@ class BayesianMF(Recommender, Model):
     def _scores_known(self, user_idx: torch.Tensor) -> torch.Tensor:
         self._require_draws("scores")
         lo, hi = self.rating_scale
-        return torch.stack([(self.offset + _dot(p[user_idx][:, None, :], q[None], self.rank)).clamp(lo, hi)
-                            for p, q in zip(self.draws_P, self.draws_Q)]).mean(0)
+        total = torch.zeros(len(user_idx), len(self.items))
+        for p, q in zip(self.draws_P, self.draws_Q):  # one draw at a time: (users x items) matrices, not a 3-D product
+            total += (self.offset + _outer(p[user_idx], q, self.rank)).clamp_(lo, hi)
+        return total / len(self.draws_P)
 
     def _fold_in(self, item_idx: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
         """A new user's vector per draw: the posterior mean of P_u given that draw's items, τ and the
@@ -281,7 +283,8 @@ class BayesianMF(Recommender, Model):
         self._require_draws("recommend")
         p = self._fold_in(item_idx, ratings)
         lo, hi = self.rating_scale
-        return (self.offset + _dot(p[:, None, :], self.draws_Q, self.rank)).clamp(lo, hi).mean(0)
+        return torch.stack([(self.offset + _outer(p[s:s + 1], self.draws_Q[s], self.rank)[0]).clamp(lo, hi)
+                            for s in range(len(p))]).mean(0)
 
     # -------------------------------------------------------------- queries
     def log_prob(self, x: Any) -> torch.Tensor:
@@ -318,6 +321,11 @@ class BayesianMF(Recommender, Model):
 def _dot(p: torch.Tensor, q: torch.Tensor, rank: int) -> torch.Tensor:
     """b_u + c_i + U_u · V_i for P = [U, b], Q = [V, c]."""
     return (p[..., :rank] * q[..., :rank]).sum(-1) + p[..., rank] + q[..., rank]
+
+
+def _outer(p: torch.Tensor, q: torch.Tensor, rank: int) -> torch.Tensor:
+    """``_dot`` of every row of ``p`` with every row of ``q``: (len(p), len(q))."""
+    return torch.addmm(p[:, rank:] + q[:, rank][None], p[:, :rank], q[:, :rank].T)
 
 
 class GibbsMFKernel(MCMCKernel):

@@ -360,7 +360,7 @@ class MultVAE(Recommender, Model):
         model = cls(latent_dim=3, hidden=(8,), **({"anneal_steps": 20} if cls.variational else {}))
         probe = torch.zeros(5, 12)  # count vectors of the first five users (the toy catalogue is items 0-11)
         head = df[df.userId < 5]
-        probe[head.userId.to_numpy(), head.movieId.to_numpy()] = 1.0
+        probe[torch.tensor(head.userId.to_numpy()), torch.tensor(head.movieId.to_numpy())] = 1.0
         return ContractCase(model, df, {"steps": 20, "lr": 0.01}, log_prob_data=probe)
 
 
