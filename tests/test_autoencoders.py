@@ -165,7 +165,7 @@ def test_bad_input_gives_clear_errors(vae, cvae, digits):
         cvae.sample(2, y=10)
     with pytest.raises(ValueError, match="needs labels"):
         cvae.log_prob(digits["test"].x)
-    with pytest.raises(ValueError, match="not conditional"):
+    with pytest.raises(ValueError, match="not class-conditional"):
         vae.sample(2, y=1)
     with pytest.raises(ValueError, match="network"):
         VAE(network="resnet")

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ...core.base import ContractCase, Model
-from ...core.checks import as_tensor, check_choice, check_labels, check_positive
+from ...core.checks import as_tensor, check_choice, check_labels, check_positive, class_labels
 from ...core.progress import progress_bar
 from ...core.random import seeded
 from ...nn.gan_nets import Critic, Generator
@@ -565,17 +565,16 @@ class ConditionalGAN(GAN):
         y = check_labels(data[1], self.num_classes, f"{name}[1] (y)", length=len(x))
         return x, y
 
-    def _labels(self, n: int, y: Any) -> torch.Tensor:
-        if y is None:
+    def _labels(self, y: Any, n: int, name: str = "y") -> torch.Tensor:
+        labels = class_labels(y, self.num_classes, n, name, required=False)
+        if labels is None:  # no label asked for: draw classes uniformly
             return torch.randint(self.num_classes, (n,), device=self.device)
-        if isinstance(y, (int,)) or (isinstance(y, torch.Tensor) and y.dim() == 0):
-            y = [int(y)] * n
-        return check_labels(y, self.num_classes, "y", length=n).to(self.device)
+        return labels.to(self.device)
 
     def _sample(self, n: int, y: Any = None, temperature: float = 1.0, **condition: Any) -> torch.Tensor:
         if condition:
             raise ValueError(f"sample: unexpected condition {sorted(condition)}; give y=labels")
-        return self.model(n, self._labels(n, y), temperature=_check_temperature(temperature))
+        return self.model(n, self._labels(y, n), temperature=_check_temperature(temperature))
 
     def model(self, n: int = 1, y: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
         """``y ~ Categorical(uniform)`` unless given, ``z ~ N(0, I)``, ``x = G(z, y)``."""
