@@ -139,7 +139,7 @@ def test_bad_input_is_reported_clearly():
         gan.fit(torch.rand(10, 1, 28, 28), steps=1, progress=False)
     with pytest.raises(NoLikelihoodError, match="score"):
         gan.log_prob(torch.rand(2, 1, 8, 8))
-    with pytest.raises(RuntimeError, match="fit_encoder"):
+    with pytest.raises(probgen.core.NotFittedError, match="fit_encoder"):
         gan.encode(torch.rand(2, 1, 8, 8))
     assert gan.score(torch.rand(3, 1, 8, 8)).shape == (3,)  # critic-based before fit_encoder
     with pytest.raises(ValueError, match="x"):

@@ -414,8 +414,7 @@ class GAN(Model):
             return self.encoder(x.reshape(len(x), -1))[:, :self.latent_dim]
 
     def _require_encoder(self, what: str) -> None:
-        if not bool(self.encoder_fitted):
-            raise RuntimeError(f"{what}: train the f-AnoGAN encoder first with fit_encoder(data)")
+        self._require_fitted(what, bool(self.encoder_fitted), "train the f-AnoGAN encoder first with fit_encoder(data)")
 
     def fit_encoder(self, data: Any, *cond: Any, steps: int = 500, batch_size: int = 128, lr: float = 1e-3,
                     kappa: float = 1.0, seed: int | None = None, progress: bool = True) -> list[float]:

@@ -150,8 +150,7 @@ class TextGenerator(Model):
         return len(self.vocab) - 1 if self.vocab else 0
 
     def _require_fitted(self, what: str) -> None:
-        if not self.vocab:
-            raise ValueError(f"{what}: the text generator is not fitted; call fit(text) first")
+        super()._require_fitted(what, bool(self.vocab), "call fit(text) first")
 
     # ------------------------------------------------------------ data
     def _documents(self, data: Any, name: str) -> list[list[str]]:
