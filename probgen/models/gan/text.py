@@ -206,7 +206,7 @@ class TextToImageGAN(GAN):
             raise ValueError(f"caption: expected one caption or n={n} captions, got {len(tokens)}")
         return GAN.model(self, n, tokens, temperature=_check_temperature(temperature))
 
-    def fit_encoder(self, data: Any, *cond: Any, **options: Any) -> list[float]:
+    def fit_encoder(self, data: Any, *cond: Any, **options: Any):
         x, tokens = self.prepare_data(data)
         return super().fit_encoder(x, tokens, **options)
 
