@@ -103,7 +103,8 @@ def test_reconstructions_beat_the_mean_image(vae, digits):
 
 
 def test_denoising_autoencoder_beats_the_noisy_input_and_blur():
-    from probgen.tasks.denoise import add_noise, gaussian_blur, psnr
+    from probgen.metrics.images import psnr
+    from probgen.tasks.denoise import add_noise, gaussian_blur
 
     tr, te = load("digits", split="train"), load("digits", split="test")
     dae = Autoencoder(latent_dim=16, hidden=(128,), corruption="gaussian", noise_level=0.3)

@@ -177,7 +177,8 @@ def test_gan_modes_bench_quick():
 
 # ----------------------------------------------------------------- image-to-image / super-resolution
 def test_image_metrics_and_corruptions():
-    from probgen.models.gan.image import downsample, edges, occlude, psnr, ssim
+    from probgen.metrics.images import psnr, ssim
+    from probgen.models.gan.image import downsample, edges, occlude
 
     x = torch.rand(4, 1, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(4))
