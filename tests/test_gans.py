@@ -219,7 +219,7 @@ def test_image_to_image_and_super_resolution_train_and_check_input():
 
 # ----------------------------------------------------------------------------- text-to-image
 def test_captions_measure_thickness_and_slant():
-    from probgen.models.gan.text import caption_digits, digit_attributes
+    from probgen.datasets.captions import caption_digits, digit_attributes
 
     thin, thick, slanted = torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12)
     thin[0, 0, 2:10, 5] = 1

@@ -238,7 +238,8 @@ def text_to_image(quick: bool = False, device="cpu", report: Report | None = Non
     """
     from sklearn.linear_model import LogisticRegression
 
-    from ..models.gan.text import DIGIT_WORDS, TextToImageGAN, caption_digits, digit_attributes
+    from ..datasets.captions import DIGIT_WORDS, caption_digits, digit_attributes
+    from ..models.gan.text import TextToImageGAN
 
     report = report or Report("gan-text", "text-to-image GAN on digits")
     train = load("digits", split="train")
