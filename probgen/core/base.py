@@ -83,7 +83,19 @@ class Model(torch.nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> "Model":
-        return cls(**config)
+        """Build the model from a saved config (older key names are upgraded first)."""
+        return cls(**cls.upgrade_config(dict(config)))
+
+    #: constructor arguments renamed since files were first saved: old name -> new name
+    renamed_config_keys: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Map a config saved by an older probgen onto today's constructor arguments."""
+        for old, new in cls.renamed_config_keys.items():
+            if old in config and new not in config:
+                config[new] = config.pop(old)
+        return config
 
     def get_state_json(self) -> dict:
         """Fitted state that is not a tensor (vocabularies, state names, ...)."""
