@@ -35,3 +35,17 @@ def test_old_file_loads_and_samples(path):
     case = type(model)._contract_case()
     samples = model.sample(3, seed=0, **case.sample_kwargs)
     assert samples is not None
+
+
+def test_load_imports_only_the_family_it_loads():
+    import json
+    import subprocess
+    import sys
+
+    path = SAVED / "markov_chain.safetensors"
+    code = ("import json, sys, probgen; m = probgen.load(sys.argv[1]); "
+            "print(json.dumps(sorted(k for k in sys.modules if k.startswith('probgen.models.'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    loaded = json.loads(out)
+    assert "probgen.models.markov.chain" in loaded
+    assert not [m for m in loaded if m.split(".")[2] not in ("markov",)], loaded
