@@ -123,8 +123,9 @@ def mixture_modes(name: str) -> tuple[np.ndarray, float]:
 
 
 def _mixture(name: str):
-    def loader(n: int = 2500, seed: int = 0, **_):
-        means, sigma = mixture_modes(name)
+    def loader(n: int = 2500, seed: int = 0, sigma: float | None = None, **_):
+        means, default_sigma = mixture_modes(name)
+        sigma = default_sigma if sigma is None else check_positive("sigma", sigma)
         rng = np.random.Generator(np.random.PCG64(seed))
         y = rng.integers(len(means), size=n)
         x = means[y] + sigma * rng.standard_normal((n, 2))
