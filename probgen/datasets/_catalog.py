@@ -98,7 +98,7 @@ def _images(raw: Callable, binary: bool, name: str):
     def loader(**_):
         x, y = raw()
         x = _binarize(x) if binary else x
-        return x[:, None], y, {"num_classes": 10, "binary": binary, "image_shape": (1, *x.shape[1:])}
+        return x[:, None], y, {"num_classes": 10, "binary": binary, "data_shape": (1, *x.shape[1:])}
 
     return loader
 

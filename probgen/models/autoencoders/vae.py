@@ -272,7 +272,8 @@ class VAE(_CodecMixin, Model, PyroModule):
         path = save_figure(sample_grid(samples[::2], nrow=10, title="conditional VAE: five samples of each digit"),
                            os.path.join(out_dir, "vae.png"))
         return TourSection(cls.family, "Conditional VAE on binarized 8x8 digits",
-                           [(path, "samples of the conditional VAE, digits 0-9 in order (five each)")],
+                           [(path, "samples of the conditional VAE (the decoder's pixel probabilities), digits 0-9 "
+                                   "in reading order, five of each")],
                            {"samples read as the digit asked for": f"{100 * read:.0f}% (a logistic regression "
                                                                     "trained on real digits; it reads 96% of real ones)",
                             "test log-likelihood, IWAE bound (k=50)": f"{float(bound):.1f} nats per image"},
