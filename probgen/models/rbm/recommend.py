@@ -321,6 +321,11 @@ class RecommenderRBM(Recommender, Model):
 
     # ------------------------------------------------------------ examples
     @classmethod
+    def _tour_setup(cls, quick: bool) -> tuple[Any, dict]:
+        return (cls(n_hidden=50, weight_decay=0.01, shared_levels=True),
+                {"epochs": 5 if quick else 20, "lr": 0.03, "batch_size": 32})
+
+    @classmethod
     def _contract_case(cls) -> ContractCase:
         g = np.random.Generator(np.random.PCG64(0))
         taste = g.integers(0, 2, 30)

@@ -355,6 +355,11 @@ class BayesianMF(Recommender, Model):
                              rcol: r.numpy()})
 
     @classmethod
+    def _tour_setup(cls, quick: bool) -> tuple[Any, dict]:
+        n = 40 if quick else 150
+        return cls(rank=10, rating_scale=(0.5, 5.0)), {"num_samples": n, "warmup_steps": n // 2, "num_chains": 1}
+
+    @classmethod
     def _contract_case(cls) -> ContractCase:
         from .multvae import _toy_ratings
 

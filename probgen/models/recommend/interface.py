@@ -132,8 +132,7 @@ class Recommender:
         return bool(self.items)
 
     def _require_fitted(self, what: str) -> None:
-        if not self.fitted:
-            raise ValueError(f"{what}: the {type(self).__name__} is not fitted; call fit(ratings) first")
+        super()._require_fitted(what, self.fitted, "call fit(ratings) first")  # probgen.Model's NotFittedError
 
     def _fit_catalog(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Check the training table, set the vocabularies, keep the ratings; returns (user, item, rating)."""
@@ -298,3 +297,71 @@ class Recommender:
         df = ratings_frame(ratings, self.columns, "ratings")
         pred = self.predict(df[self.columns[0]].tolist(), df[self.columns[1]].tolist())
         return float(((pred.double() - torch.tensor(df[self.columns[2]].to_numpy())) ** 2).mean().sqrt())
+
+    # -------------------------------------------------------------------- tour
+    @classmethod
+    def _tour_setup(cls, quick: bool) -> tuple[Any, dict]:
+        """(an unfitted model, fit options) for the tour; each family sets its own."""
+        raise NotImplementedError
+
+    @classmethod
+    def tour(cls, out_dir, quick: bool = False):
+        """Fit on the 200 most active MovieLens users x 600 most rated movies; precision@10 on held-out
+        ratings against the most popular movies, and a cold-start list from five ratings."""
+        import os
+
+        import matplotlib.pyplot as plt
+
+        import probgen
+        from ...bench.recommend import _Catalog, per_user_split, topn_metrics
+        from ...gallery import TourSection, demo_source
+
+        model, options = cls._tour_setup(quick)
+
+        def demo():
+            ml = probgen.datasets.load("movielens")
+            small = ml[ml.userId.isin(ml.userId.value_counts().index[:200])
+                       & ml.movieId.isin(ml.movieId.value_counts().index[:600])]
+            train, test = per_user_split(small[["userId", "movieId", "rating", "title"]])
+            model.fit(train, progress=False, seed=0, **options)
+            ids = small.drop_duplicates("title").set_index("title")["movieId"]
+            five = {"Star Wars: Episode IV - A New Hope": 5.0, "Alien": 4.5, "Terminator, The": 4.5,
+                    "Matrix, The": 5.0, "Titanic": 1.0}
+            cold = model.recommend({int(ids[t]): r for t, r in five.items()}, k=5)  # a new user, no retraining
+            return train, test, cold
+
+        train, test, cold = demo()
+        cat = _Catalog(train)
+        ours = topn_metrics(model.scores().numpy(), cat, test)
+        counts = train.groupby("movieId").size().reindex(cat.items).to_numpy(dtype=float)
+        popular = topn_metrics(np.tile(counts, (len(cat.users), 1)), cat, test)
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        names = list(ours)
+        pos = np.arange(len(names))
+        ax.bar(pos - 0.2, [popular[n] for n in names], 0.4, label="most popular movies", color="C7")
+        ax.bar(pos + 0.2, [ours[n] for n in names], 0.4, label=cls.__name__)
+        ax.set_xticks(pos, names)
+        ax.set(ylabel="held-out accuracy", title="top-N on 20% held-out ratings (200 users, 600 movies)")
+        ax.legend(fontsize=7)
+        path = os.path.join(out_dir, f"{cls.family}.png")
+        fig.savefig(path, dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        figures = {"precision@10": f"{ours['precision@10']:.3f} (most popular: {popular['precision@10']:.3f})",
+                   "NDCG@10": f"{ours['NDCG@10']:.3f} (most popular: {popular['NDCG@10']:.3f})"}
+        good = ours["NDCG@10"] > popular["NDCG@10"]
+        if cls.models_ratings:  # a rating model's mark: below the regularised user + item bias baseline
+            from ...bench.recommend import bias_baseline
+
+            rmse = model.rmse(test[["userId", "movieId", "rating"]])
+            base = float(np.sqrt(np.mean((bias_baseline(train)[0](test["userId"], test["movieId"])
+                                          - test["rating"].to_numpy()) ** 2)))
+            figures["held-out RMSE"] = f"{rmse:.3f} (user + item biases: {base:.3f})"
+            good = rmse < base
+        return TourSection(cls.family, f"{cls.__name__} on a MovieLens subset (200 users x 600 movies)",
+                           [(path, "precision@10, recall@20 and NDCG@10 on held-out ratings (relevant: 4 stars or "
+                                   "more), ranking every unrated movie, against recommending the most popular")],
+                           figures, demo_source(demo), "works" if good else "limited",
+                           note="" if good else "trails the simple baseline at this budget; see probgen bench recommend",
+                           text="cold start from five ratings (Star Wars, Alien, The Terminator, The Matrix liked, "
+                                "Titanic not):\n" + "\n".join(cold["title"]))
+

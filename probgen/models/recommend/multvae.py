@@ -355,6 +355,12 @@ class MultVAE(Recommender, Model):
         return UserMultinomial(self.decoder(z), self._sample_counts(n)).sample()
 
     @classmethod
+    def _tour_setup(cls, quick: bool) -> tuple[Any, dict]:
+        kw = {"anneal_steps": 40} if cls.variational else {}
+        return (cls(latent_dim=64, hidden=(), threshold=4.0, **kw),
+                {"epochs": 10 if quick else 30, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-5})
+
+    @classmethod
     def _contract_case(cls) -> ContractCase:
         df = _toy_ratings()
         model = cls(latent_dim=3, hidden=(8,), **({"anneal_steps": 20} if cls.variational else {}))
