@@ -97,6 +97,7 @@ class RollNADE(MusicModel):
 
     def training_loss(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per frame of a minibatch of padded pieces."""
+        padded = padded[:, :int(lengths.max())]  # the data are padded to the longest piece of all
         return -self._frame_log_prob(padded, lengths).sum() / lengths.sum()
 
     # ------------------------------------------------------------- generation

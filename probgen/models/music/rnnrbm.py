@@ -161,6 +161,7 @@ class RNNRBM(MusicModel):
     def mcmc_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict:
         """One CD-k update on a minibatch of padded pieces."""
         padded, lengths = batch
+        padded = padded[:, :int(lengths.max())]  # the data are padded to the longest piece of all
         bv, bh = self._biases(padded)
         mask = torch.arange(padded.shape[1], device=padded.device)[None] < lengths[:, None]
         rows = mask.nonzero(as_tuple=True)
