@@ -64,9 +64,12 @@ class Chorales:
     split: str | None = None
     resolution: str = "quarter"
     meta: dict = field(default_factory=dict)
+    width: int | None = None  # pitches per frame (kept for an empty split)
 
     @property
     def n_pitches(self) -> int:
+        if self.width is not None:
+            return int(self.width)
         return int(self.rolls[0].shape[1]) if self.rolls else 0
 
     @property
@@ -276,7 +279,7 @@ def load_chorales(split: str | None = None, seed: int = 0, resolution: str = "qu
         idx = np.sort(order[{"train": slice(0, a), "val": slice(a, b), "test": slice(b, n)}[split]])
     return Chorales([tensors[i] for i in idx], [built["names"][i] for i in idx], low, [keys[i] for i in idx],
                     split, resolution, {"transpose": transpose, "source": "music21 corpus (Bach chorales)",
-                                        "step_quarter_lengths": RESOLUTIONS[resolution]})
+                                        "step_quarter_lengths": RESOLUTIONS[resolution]}, high - low + 1)
 
 
 # ------------------------------------------------------------------ user files
@@ -310,6 +313,8 @@ def roll_from_file(path: str | os.PathLike, low: int, n_pitches: int, resolution
     if out is None:
         raise ValueError(f"path: {str(path)!r} holds no notes")
     roll = out[0]
+    sounding = np.nonzero(roll.any(1))[0]
+    roll = roll[:int(sounding.max()) + 1]  # MIDI files end on a full bar: drop the trailing silence
     used = np.nonzero(roll.any(0))[0]
     if used.min() < low or used.max() >= low + n_pitches:
         raise ValueError(f"path: {str(path)!r} has MIDI pitches {int(used.min())}..{int(used.max())}, outside the "

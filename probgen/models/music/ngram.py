@@ -65,6 +65,7 @@ class ChordNGram(MusicModel):
         self.chain = MarkovChain(order=1, smoothing=self.smoothing)
         self.register_buffer("marginal", torch.full((self.n_pitches,), 0.5, dtype=torch.float64))
         self.register_buffer("table", torch.zeros(0, 0, dtype=torch.float64))
+        self.register_buffer("start", torch.zeros(0, dtype=torch.float64))  # distribution of the first frame
         self.vocab: list[tuple[int, ...]] = []
         self._lookup: dict[tuple[int, ...], int] = {}
         self.fitted = False
@@ -81,6 +82,7 @@ class ChordNGram(MusicModel):
             self.chain.fitted = self.fitted
             v = len(self.vocab) + 1
             self.table = torch.zeros(v, v, dtype=torch.float64)
+            self.start = torch.zeros(v, dtype=torch.float64)
 
     def _set_vocab(self, vocab: list[tuple[int, ...]]) -> None:
         self.vocab = vocab
@@ -126,8 +128,14 @@ class ChordNGram(MusicModel):
 
     def _build_table(self) -> None:
         chain = self.chain.transition_matrix()
-        freq = self.chain.initial
-        self.table = (1 - self.backoff) * chain + self.backoff * freq[None, :]
+        freq = self.chain.initial.clone()
+        table = (1 - self.backoff) * chain + self.backoff * freq[None, :]
+        if self.n_pitches <= 62 and len(self.vocab) == 2 ** self.n_pitches:
+            # every frame is in the vocabulary: no chord is left for "other", so it gets no mass
+            table[:, self.other] = 0
+            freq[self.other] = 0
+        self.table = table / table.sum(-1, keepdim=True)
+        self.start = freq / freq.sum()
 
     def _log_q(self, frames: torch.Tensor) -> torch.Tensor:
         """log of the independent-Bernoulli probability of each frame (float64)."""
@@ -150,7 +158,7 @@ class ChordNGram(MusicModel):
         out = []
         log_rest = self._log_other_mass()
         log_table = self.table.log()
-        log_start = self.chain.initial.to(self.table).log()
+        log_start = self.start.log()
         for r in self.rolls(x):
             ids = torch.tensor(self._ids(r))
             lp = torch.empty(len(ids), dtype=torch.float64)
@@ -172,7 +180,7 @@ class ChordNGram(MusicModel):
         prev = None
         for t in range(n_frames):
             c = clamp[:, t]
-            probs = (self.chain.initial[None].expand(n, -1) if prev is None else self.table[prev]).clone()
+            probs = (self.start[None].expand(n, -1) if prev is None else self.table[prev]).clone()
             fixed = c >= 0
             # chords that disagree with a fixed note are impossible
             agree = ((vocab_rolls[None] == c[:, None]) | ~fixed[:, None]).all(-1)  # (n, V)
