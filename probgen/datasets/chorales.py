@@ -8,7 +8,8 @@ sampled every quarter note. Parsing the ~370 chorales takes about a minute, so t
 rolls are cached (``~/.cache/probgen``, or ``$PROBGEN_CACHE_DIR``) after the first build,
 written atomically; the build is deterministic (sorted corpus order, no randomness).
 
-The split is by piece: a fixed seeded permutation of the pieces, 80 / 10 / 10.
+The split is by piece: a fixed seeded permutation of the pieces, 80 / 10 / 10, after dropping
+pieces that repeat an earlier one up to transposition (music21 lists some chorales twice).
 """
 
 from __future__ import annotations
@@ -258,6 +259,18 @@ def load_chorales(split: str | None = None, seed: int = 0, resolution: str = "qu
     if names is None and max_pieces is not None:
         names = _corpus_names()[:max_pieces]
     built = build_rolls(resolution, names=names, cache=cache, progress=progress)
+    # music21's iterator lists some chorales twice (same name) and some settings appear under two
+    # numbers, possibly in another key: keep the first of pieces equal up to transposition, so no
+    # test piece is a copy of a training piece
+    seen, keep = set(), []
+    for i, r in enumerate(built["rolls"]):
+        r = np.asarray(r)
+        used = np.nonzero(r.any(0))[0]
+        canon = (r.shape, r[:, used.min():used.max() + 1].tobytes()) if len(used) else (r.shape, b"")
+        if canon not in seen:
+            seen.add(canon)
+            keep.append(i)
+    built = {k: [built[k][i] for i in keep] for k in ("names", "rolls", "keys")}
     rolls = [np.asarray(r) for r in built["rolls"]]
     keys = list(built["keys"])
     if transpose == "common":
