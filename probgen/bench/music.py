@@ -69,19 +69,21 @@ def run(quick: bool = False, device: str = "cpu", seeds: int | None = None) -> R
     # ----------------------------------------------------------- chord n-gram
     best = (math.inf, None)
     start = time.process_time()
-    for smoothing in (0.001, 0.01, 0.1):
-        for backoff in (0.02, 0.1, 0.3):
-            m = ChordNGram(P, low, smoothing=smoothing, backoff=backoff)
-            m.fit(train, progress=False)
-            v = m.nll_per_frame(val)
-            if v < best[0]:
-                best = (v, m)
+    for smoothing in (0.001, 0.01):
+        for backoff in (0.1, 0.3, 0.5):
+            for min_count in (1, 2, 3):
+                m = ChordNGram(P, low, smoothing=smoothing, backoff=backoff, min_count=min_count)
+                m.fit(train, progress=False)
+                v = m.nll_per_frame(val)
+                if v < best[0]:
+                    best = (v, m)
     ngram = best[1]
     nll["chord n-gram (MarkovChain)"] = [ngram.nll_per_frame(test)]
     kinds["chord n-gram (MarkovChain)"] = "exact"
     fitted["chord n-gram (MarkovChain)"] = ngram
     times["chord n-gram (MarkovChain)"] = time.process_time() - start
-    report.note(f"chord n-gram: smoothing {ngram.smoothing}, backoff {ngram.backoff} chosen on validation "
+    report.note(f"chord n-gram: smoothing {ngram.smoothing}, backoff {ngram.backoff}, min_count {ngram.min_count} "
+                f"chosen on validation "
                 f"(val NLL {best[0]:.3f}); vocabulary {len(ngram.vocab)} chords")
 
     # ------------------------------------------------------------- RNN-NADE
