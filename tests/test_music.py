@@ -212,3 +212,14 @@ def test_fitted_models_beat_independent_notes_on_chorales(tmp_path, monkeypatch)
     m.fit(rolls, progress=False)
     assert m.nll_per_frame(rolls) < independent
     assert math.isfinite(independent)
+
+
+def test_bench_music_quick(tmp_path, monkeypatch):
+    from probgen import bench
+
+    monkeypatch.setenv("PROBGEN_CACHE_DIR", str(tmp_path))
+    report = bench.run("music", quick=True)
+    frame = report.frame()
+    nll = report.tables["per-frame test NLL, nats (lower is better)"]
+    assert len(nll) == 5 and np.isfinite(nll["test NLL per frame (mean)"]).all()
+    assert frame["probgen"].notna().all()

@@ -107,6 +107,7 @@ class DeepMarkovModel(MusicModel):
     # -------------------------------------------------------------- Pyro
     def model(self, padded: torch.Tensor, lengths: torch.Tensor) -> None:
         """p(v, z): Gaussian transitions, Bernoulli notes; frames past a piece's end are masked."""
+        padded = padded[:, :int(lengths.max())]  # the data are padded to the longest piece of all
         n, t_max, _ = padded.shape
         mask = torch.arange(t_max, device=padded.device)[None] < lengths[:, None]
         with self.data_plate(n, "pieces", device=padded.device):
@@ -119,6 +120,7 @@ class DeepMarkovModel(MusicModel):
 
     def guide(self, padded: torch.Tensor, lengths: torch.Tensor) -> None:
         """q(z | v) = prod_t q(z_t | z_{t-1}, v_{t:T}) (structured, backward GRU)."""
+        padded = padded[:, :int(lengths.max())]
         n, t_max, _ = padded.shape
         mask = torch.arange(t_max, device=padded.device)[None] < lengths[:, None]
         h = self._guide_states(padded, lengths)
@@ -128,9 +130,6 @@ class DeepMarkovModel(MusicModel):
                 loc, scale = self._combine(z, h[:, t])
                 with pyro.poutine.mask(mask=mask[:, t]):
                     z = pyro.sample(f"z_{t}", dist.Normal(loc, scale).to_event(1))
-
-    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
-        return super().prepare_data(data, name)
 
     # ------------------------------------------------------------ scoring
     def _bound_terms(self, padded: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
