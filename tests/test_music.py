@@ -69,7 +69,7 @@ def test_load_splits_by_piece(tmp_path, monkeypatch):
     monkeypatch.setenv("PROBGEN_CACHE_DIR", str(tmp_path))
     names = probgen.datasets.chorales._corpus_names()[:5]
     full = load_chorales(max_pieces=5)
-    assert full.names == names
+    assert set(full.names) <= set(names) and len(full.names) >= 3  # repeats dropped
     parts = [load_chorales(split=s, names=names) for s in ("train", "val", "test")]
     assert sorted(n for p in parts for n in p.names) == sorted(full.names)
     assert all(p.low == full.low and p.n_pitches == full.n_pitches for p in parts)
@@ -80,6 +80,15 @@ def test_load_splits_by_piece(tmp_path, monkeypatch):
     assert {k for k in common.keys} <= {(0, "major"), (9, "minor")}
     via_catalogue = probgen.datasets.load("chorales", split="test", names=names)
     assert via_catalogue.names == parts[2].names
+
+
+def test_repeated_pieces_are_dropped():
+    from probgen.datasets.chorales import _corpus_names
+
+    names = _corpus_names()
+    twice = next(n for i, n in enumerate(names) if n in names[:i])  # the corpus lists some chorales twice
+    data = load_chorales(names=[twice, twice], cache=False)
+    assert data.names == [twice]
 
 
 def test_transposition_keeps_the_range():
