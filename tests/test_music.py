@@ -82,6 +82,13 @@ def test_load_splits_by_piece(tmp_path, monkeypatch):
     assert via_catalogue.names == parts[2].names
 
 
+def test_eighth_note_frames_double_the_quarter_frames():
+    quarter = build_rolls(names=NAMES[:1], cache=False, progress=False)["rolls"][0]
+    eighth = build_rolls("eighth", names=NAMES[:1], cache=False, progress=False)["rolls"][0]
+    assert len(eighth) == 2 * len(quarter)
+    assert np.array_equal(eighth[::2], quarter)  # every other eighth frame starts on a quarter
+
+
 def test_repeated_pieces_are_dropped():
     from probgen.datasets.chorales import _corpus_names
 
