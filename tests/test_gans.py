@@ -139,7 +139,7 @@ def test_bad_input_is_reported_clearly():
         gan.fit(torch.rand(10, 1, 28, 28), steps=1, progress=False)
     with pytest.raises(NoLikelihoodError, match="score"):
         gan.log_prob(torch.rand(2, 1, 8, 8))
-    with pytest.raises(RuntimeError, match="fit_encoder"):
+    with pytest.raises(probgen.core.NotFittedError, match="fit_encoder"):
         gan.encode(torch.rand(2, 1, 8, 8))
     assert gan.score(torch.rand(3, 1, 8, 8)).shape == (3,)  # critic-based before fit_encoder
     with pytest.raises(ValueError, match="x"):
@@ -177,7 +177,8 @@ def test_gan_modes_bench_quick():
 
 # ----------------------------------------------------------------- image-to-image / super-resolution
 def test_image_metrics_and_corruptions():
-    from probgen.models.gan.image import downsample, edges, occlude, psnr, ssim
+    from probgen.metrics.images import psnr, ssim
+    from probgen.models.gan.image import downsample, edges, occlude
 
     x = torch.rand(4, 1, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(4))
@@ -218,7 +219,7 @@ def test_image_to_image_and_super_resolution_train_and_check_input():
 
 # ----------------------------------------------------------------------------- text-to-image
 def test_captions_measure_thickness_and_slant():
-    from probgen.models.gan.text import caption_digits, digit_attributes
+    from probgen.datasets.captions import caption_digits, digit_attributes
 
     thin, thick, slanted = torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12)
     thin[0, 0, 2:10, 5] = 1

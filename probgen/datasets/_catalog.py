@@ -293,7 +293,7 @@ def load(name: str, split: str | None = None, seed: int = 0, **options: Any):
     Example:
         >>> x, y = load("digits", split="test")
         >>> tuple(x.shape[1:]), len(x)
-        ((1, 8, 8), 180)
+        ((1, 8, 8), 179)
     """
     if not isinstance(name, str) or name not in CATALOG:
         raise unknown_key("data set", name, CATALOG)

@@ -39,6 +39,9 @@ _NAMES = {
     "parallel_motion": "music",
     "music_statistics": "music",
     "compare_music": "music",
+    # images.py
+    "psnr": "images",
+    "ssim": "images",
     # bias.py
     "attribute_gap": "bias",
     "quality_vs_size": "bias",

@@ -26,7 +26,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from ..core.base import ContractCase, Model
-from ..core.checks import as_tensor, check_choice, check_labels, check_positive
+from ..core.checks import as_tensor, check_choice, check_positive, class_labels
 from ..core.progress import progress_bar
 from ..nn.masked import DiagonalBiLSTM, GatedBlock, MaskedConv2d, RowLSTM, gate, lstm_cell
 
@@ -129,15 +129,8 @@ class _PixelModel(Model):
         return t
 
     def _labels(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError(f"{name}: this model is not class-conditional (num_classes=None); do not pass labels")
-            return None
-        if y is None:
-            raise ValueError(f"{name}: a class-conditional model (num_classes={self.num_classes}) needs labels")
-        if isinstance(y, (int,)) and not isinstance(y, bool):
-            y = [y] * n
-        return check_labels(y, self.num_classes, name, length=n).to(self.device)
+        labels = class_labels(y, self.num_classes, n, name)
+        return None if labels is None else labels.to(self.device)
 
     def _split(self, data: Any, y: Any = None, name: str = "x") -> tuple[torch.Tensor, torch.Tensor | None]:
         if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):

@@ -124,9 +124,8 @@ class _CodecMixin:
         return self.data_shape is not None
 
     def _require_built(self) -> None:
-        if not self.built:
-            raise ValueError(f"{type(self).__name__}: the networks are built by fit (or give data_shape=...); "
-                             "fit the model first")
+        self._require_fitted(type(self).__name__, self.built,
+                             "the networks are built by fit (or give data_shape=...); fit the model first")
 
     def get_state_json(self) -> dict:
         return {"data_shape": list(self.data_shape) if self.data_shape else None}

@@ -17,7 +17,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
 from ...core.base import ContractCase, Model
-from ...core.checks import as_tensor, check_choice, check_labels, check_positive
+from ...core.checks import as_tensor, check_choice, check_positive, class_labels
 from ...core.random import seeded
 from ...core.engines import implements
 from .autoencoder import Decoder, Encoder, _chunks, _CodecMixin
@@ -92,16 +92,8 @@ class VAE(_CodecMixin, Model, PyroModule):
                                  "(e.g. (x > 0.5).float(), or the '*_binary' data sets) or use likelihood='gaussian'")
 
     def _labels(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError(f"{name}: this VAE is not conditional (num_classes=None); do not pass labels")
-            return None
-        if y is None:
-            raise ValueError(f"{name}: a conditional VAE (num_classes={self.num_classes}) needs labels, "
-                             f"e.g. data=(x, y) or y=...")
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y, dtype=torch.long)
-        return check_labels(y, self.num_classes, name, length=n).to(self.device)
+        labels = class_labels(y, self.num_classes, n, name)
+        return None if labels is None else labels.to(self.device)
 
     def _split(self, data: Any, y: Any = None, name: str = "data") -> tuple[torch.Tensor, torch.Tensor | None]:
         if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):  # a probgen Dataset

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ...core.base import ContractCase, Model
-from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability
+from ...core.checks import as_tensor, check_choice, check_positive, check_probability, class_labels
 from ...core.progress import progress_bar
 from ...nn.time_embedding import TimeMLP, UNet
 from .schedule import DiscretizedGaussian, NoiseSchedule, gaussian_kl
@@ -109,14 +109,10 @@ class Diffusion(Model):
             raise ValueError(f"{name}: images must lie in [0, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
         return x
 
-    def _check_y(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if y is None:
-            return None
-        if self.num_classes is None:
-            raise ValueError(f"{name}: this model has no labels (build it with num_classes=...)")
-        if isinstance(y, int):
-            y = [y] * n
-        return check_labels(y, self.num_classes, name, length=n).to(self.device)
+    def _labels(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
+        # labels are optional here: None means unconditional (classifier-free guidance's null label)
+        labels = class_labels(y, self.num_classes, n, name, required=False)
+        return None if labels is None else labels.to(self.device)
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
         if hasattr(data, "x") and hasattr(data, "y"):  # a probgen Dataset
@@ -125,7 +121,7 @@ class Diffusion(Model):
             if len(data) != 2:
                 raise ValueError(f"{name}: expected images/points or a pair (x, labels)")
             x = self._check_x(data[0], f"{name}[0]").cpu()
-            return x, self._check_y(data[1], len(x), f"{name}[1]").cpu()
+            return x, self._labels(data[1], len(x), f"{name}[1]").cpu()
         if self.num_classes is not None:
             raise ValueError(f"{name}: a conditional model (num_classes={self.num_classes}) needs (x, labels)")
         x = self._check_x(data, name).cpu()
@@ -248,7 +244,7 @@ class Diffusion(Model):
         elif steps is None:
             steps = min(50, self.timesteps)
         seq = self._timestep_sequence(steps, method)
-        y = self._check_y(y, n)
+        y = self._labels(y, n)
         if guidance and y is None:
             raise ValueError("guidance: classifier-free guidance needs labels y")
         if x_T is None:
@@ -308,7 +304,7 @@ class Diffusion(Model):
         mask = mask.expand_as(x)
         seq = self._timestep_sequence(steps, check_choice("method", method, ("ddpm", "ddim")))
         with seeded(seed):
-            y = self._check_y(y, len(x))
+            y = self._labels(y, len(x))
             z = torch.randn_like(x)
             z = self._run_chain(z, seq, 1.0 if method == "ddpm" else float(eta), y, float(guidance), True, False,
                                 known=self._to_latent(x), mask=mask)
@@ -330,7 +326,7 @@ class Diffusion(Model):
         if isinstance(x, (tuple, list)) and len(x) == 2 and y is None:
             x, y = x
         x = self._check_x(x)
-        y = self._check_y(y, len(x))
+        y = self._labels(y, len(x))
         out = []
         with seeded(seed):
             for start in range(0, len(x), batch_size):

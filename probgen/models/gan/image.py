@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ImageToImageGAN", "SuperResolutionGAN", "occlude", "edges", "downsample", "psnr", "ssim"]
+__all__ = ["ImageToImageGAN", "SuperResolutionGAN", "occlude", "edges", "downsample"]
 
 from typing import Any, Sequence
 
@@ -59,42 +59,6 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
         torch.Size([2, 1, 7, 7])
     """
     return F.avg_pool2d(as_tensor(x, "x", ndim=4), int(factor))
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image (dB) for images in [0, 1].
-
-    Example:
-        >>> round(float(psnr(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.1))[0]), 1)
-        20.0
-    """
-    mse = (pred - target).pow(2).reshape(len(pred), -1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(1 / mse)
-
-
-def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity per image (Wang et al. 2004; Gaussian window) for images in [0, 1].
-
-    Example:
-        >>> x = torch.rand(2, 1, 16, 16)
-        >>> torch.allclose(ssim(x, x), torch.ones(2))
-        True
-    """
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    r = torch.arange(window, dtype=pred.dtype, device=pred.device) - window // 2
-    g = torch.exp(-r ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    k = (g[:, None] * g[None, :])[None, None].expand(pred.shape[1], 1, window, window)
-
-    def blur(t):
-        return F.conv2d(t, k, groups=pred.shape[1])
-
-    mu_x, mu_y = blur(pred), blur(target)
-    sxx = blur(pred * pred) - mu_x ** 2
-    syy = blur(target * target) - mu_y ** 2
-    sxy = blur(pred * target) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
-    return s.reshape(len(pred), -1).mean(1)
 
 
 class ImageToImageGAN(Model):

@@ -140,8 +140,7 @@ class MarkovChain(Model, PyroModule):
         return 0 if self.states is None else len(self.states)
 
     def _require_fitted(self, what: str) -> None:
-        if not self.fitted:
-            raise ValueError(f"{what}: the chain has no transition probabilities yet; call fit(...) or from_matrix(...)")
+        super()._require_fitted(what, self.fitted, "it has no transition probabilities yet; call fit(...) or from_matrix(...)")
 
     def state_names(self) -> list:
         """Labels of the lifted (tuple) states: the states themselves for order 1, tuples otherwise."""
@@ -163,8 +162,7 @@ class MarkovChain(Model, PyroModule):
     def encode_sequences(self, data: Any, name: str = "sequences", min_length: int | None = None) -> list[torch.Tensor]:
         """Label sequences to index tensors (``KeyError`` naming unknown labels)."""
         seqs = _as_sequences(data, name)
-        if self._index is None:
-            raise ValueError(f"{name}: the chain has no states yet; fit it first")
+        Model._require_fitted(self, name, self._index is not None, "the chain has no states yet; fit it first")
         out = []
         for i, seq in enumerate(seqs):
             try:

@@ -255,8 +255,7 @@ class Spread(Model, PyroModule):
             return self.point_rates()
         if isinstance(rates, str):
             check_choice("rates", rates, ["posterior"])
-            if not self._num_draws():
-                raise ValueError("rates: 'posterior' needs a fitted model (call fit first)")
+            self._require_fitted("rates='posterior'", bool(self._num_draws()), "call fit(observed) first")
             idx = torch.randint(self._num_draws(), (runs,))
             return {k: getattr(self, f"posterior_{k}")[idx] for k in _RATES[self.kind]}
         out = dict(self.point_rates())
@@ -484,8 +483,7 @@ class Spread(Model, PyroModule):
 
     def posterior(self) -> pd.DataFrame:
         """The posterior draws of the rates (and R0) as a DataFrame."""
-        if not self._num_draws():
-            raise ValueError("posterior: the model is not fitted; call fit(observed) first")
+        self._require_fitted("posterior", bool(self._num_draws()), "call fit(observed) first")
         frame = pd.DataFrame({k: getattr(self, f"posterior_{k}").cpu().numpy() for k in self._posterior_names})
         if self.kind != "LT":
             frame["R0"] = self.reproduction_number(**{k: frame[k].to_numpy() for k in _RATES[self.kind]})
