@@ -4,14 +4,13 @@ from __future__ import annotations
 
 __all__ = ["ChordNGram"]
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from ...core.base import ContractCase
-from ...core.checks import check_positive, check_probability
+from ...core.checks import check_positive
 from ...core.engines import implements
 from ...core.result import FitResult
 from ..markov import MarkovChain
