@@ -163,7 +163,7 @@ def run(quick: bool = False, device: str = "cpu", seeds: int | None = None) -> R
                 "the neural models train on the training pieces transposed by -3..+3 semitones (copies leaving the "
                 "range dropped)")
     report.note("protocol difference: published figures use the JSB Chorales pickle (382 chorales, 229 / 76 / 77, "
-                "88 pitches); these use the 351 four-part chorales music21 ships, our own split, and the pitch range "
+                "88 pitches); these use the distinct four-part chorales music21 ships (351 listed, repeats dropped), our own split, and the pitch range "
                 "used: the same kind of measure (nats per quarter-note frame), not the same test set")
     report.note(f"budgets: RNN-NADE {budget['nade']} CPU-s, RNN-RBM {budget['rbm']} CPU-s, DMM {budget['dmm']} CPU-s "
                 f"per seed ({seeds} seed(s)); published models trained for hours (RNN-NADE with Hessian-free)")
