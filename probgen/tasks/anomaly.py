@@ -34,7 +34,8 @@ SCORES = {
     "iwae": "-(importance-weighted bound on log p(x)) of a VAE, k = num_particles, the same draws for every example",
     "free_energy": "the RBM's free energy F(x) = -log p(x) - log Z (no partition function needed)",
     "reconstruction": "reconstruction error: autoencoders' own loss; |x - decode(encode(x))|^2 for a VAE; "
-                      "for diffusion, noise to step t_r and denoise back with DDIM",
+                      "for diffusion, noise to levels t_r (0.1, 0.3, 0.5, 0.7 of T) and denoise back with DDIM, "
+                      "the errors standardized with the training scores and averaged (Graham et al. 2023)",
     "fanogan": "f-AnoGAN (Schlegl et al. 2019): image residual + critic-feature residual through the trained encoder",
     "denoising": "diffusion: mean squared error of the predicted noise at a few fixed steps (the same noise for all)",
     "score": "the model's own score(x)",
@@ -227,6 +228,7 @@ class AnomalyDetector:
         self.batch_size = int(check_positive("batch_size", batch_size, integer=True))
         self.progress = bool(progress)
         self._example_shape: tuple | None = None
+        self._columns = None
 
     def __repr__(self) -> str:
         name = self.score_name if isinstance(self.score_name, str) else getattr(self.score_name, "__name__", "callable")
@@ -241,6 +243,7 @@ class AnomalyDetector:
         ``y`` is ignored (PyOD's unsupervised convention). Returns the detector.
         """
         self._example_shape = _example_shape(X, "X")
+        self._columns = None
         if self.fit_options is not None:
             self.model.fit(X, **self.fit_options)
             if self.correction == "likelihood_ratio":
@@ -249,7 +252,10 @@ class AnomalyDetector:
         if self.score_name == "fanogan" and not bool(getattr(self.model, "encoder_fitted", True)):
             options = {k: v for k, v in (self.fit_options or {}).items() if k in ("seed", "progress", "lr")}
             self.model.fit_encoder(X, **{**options, **self.score_options.get("encoder", {})})
-        self.decision_scores_ = self.decision_function(X)
+        raw = self._raw_scores(X)
+        if raw.ndim == 2:  # several scores per example: standardized by their training values, averaged
+            self._columns = (raw.mean(0), np.maximum(raw.std(0), 1e-12))
+        self.decision_scores_ = self._combine(raw)
         self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         self._mu, self._sigma = float(np.mean(self.decision_scores_)), float(np.std(self.decision_scores_))
@@ -263,6 +269,18 @@ class AnomalyDetector:
     # ------------------------------------------------------------- scoring
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score of each example of ``X`` (higher = more anomalous), a NumPy array."""
+        return self._combine(self._raw_scores(X))
+
+    def _combine(self, raw: np.ndarray) -> np.ndarray:
+        if raw.ndim == 1:
+            return raw
+        if getattr(self, "_columns", None) is None:
+            raise ValueError("decision_function: this score has several columns, standardized with the training "
+                             "scores; call fit(X) first")
+        mean, scale = self._columns
+        return ((raw - mean) / scale).mean(1)
+
+    def _raw_scores(self, X: Any) -> np.ndarray:
         if self._example_shape is not None:
             shape = _example_shape(X, "X")
             if shape is not None and shape != self._example_shape:
@@ -291,7 +309,8 @@ class AnomalyDetector:
         options = {k: v for k, v in self.score_options.items() if k != "encoder"}
         with torch.no_grad():
             s = fn(model, batch, **options) if not callable(self.score_name) else fn(model, batch)
-        s = torch.as_tensor(s).detach().reshape(-1).double().cpu().numpy()
+        s = torch.as_tensor(s).detach().double().cpu().numpy()
+        s = s.reshape(len(s), -1) if s.ndim == 2 and s.shape[1] > 1 else s.reshape(-1)
         if len(s) != _length(batch):
             raise ValueError(f"score: expected one score per example ({_length(batch)}), got {len(s)}")
         return s
@@ -481,7 +500,8 @@ def _diffusion_inputs(model, batch):
         raise ValueError(f"score: this score is defined for diffusion models, got a {type(model).__name__}")
     x, y = (batch if isinstance(batch, tuple) else (batch, None))
     x = model._check_x(x)
-    return x, model._check_y(y, len(x))
+    labels = getattr(model, "_labels", None) or getattr(model, "_check_y")
+    return x, labels(y, len(x))
 
 
 def _shared_noise(shape, count: int, seed: int, like: torch.Tensor) -> torch.Tensor:
@@ -507,17 +527,28 @@ def _score_denoising(model, batch, steps: int = 10, t_max: float = 0.5, seed: in
     return total / len(ts)
 
 
-def _diffusion_reconstruction(model, batch, t_start: float = 0.3, steps: int = 10, seed: int = 0):
+def _diffusion_reconstruction(model, batch, t_start: float | tuple = (0.1, 0.3, 0.5, 0.7), steps: int = 10,
+                              seed: int = 0):
     """Noise to step ``t_start T`` (a fixed draw for all examples), run DDIM back in ``steps``
-    steps, and measure the squared error of the reconstruction (in data units)."""
+    steps, and measure the squared error of the reconstruction (in data units).
+
+    With several levels ``t_start`` (the default) the result has one column per level; the
+    detector standardizes each column with its training scores and averages them (the
+    multi-level reconstruction of Graham et al. 2023)."""
     x, y = _diffusion_inputs(model, batch)
     z0 = model._to_latent(x)
-    t_r = max(1, int(round(t_start * (model.timesteps - 1))))
-    seq = sorted({int(round(v)) for v in torch.linspace(0, t_r, max(2, steps)).tolist()})
-    eps = _shared_noise(model.data_shape, 1, seed, z0)[0].expand_as(z0)
-    t = torch.full((len(x),), t_r, device=z0.device, dtype=torch.long)
-    z = model._run_chain(model.schedule.q_sample(z0, t, eps), seq, 0.0, y, 0.0, True, False)
-    return (model._from_latent(z) - x).pow(2).reshape(len(x), -1).sum(1)
+    levels = [float(t_start)] if isinstance(t_start, (int, float)) else [float(t) for t in t_start]
+    if not levels or any(not 0 < t <= 1 for t in levels):
+        raise ValueError(f"t_start: expected noise levels in (0, 1], got {t_start!r}")
+    out = []
+    for level in levels:
+        t_r = max(1, int(round(level * (model.timesteps - 1))))
+        seq = sorted({int(round(v)) for v in torch.linspace(0, t_r, max(2, steps)).tolist()})
+        eps = _shared_noise(model.data_shape, 1, seed, z0)[0].expand_as(z0)
+        t = torch.full((len(x),), t_r, device=z0.device, dtype=torch.long)
+        z = model._run_chain(model.schedule.q_sample(z0, t, eps), seq, 0.0, y, 0.0, True, False)
+        out.append((model._from_latent(z) - x).pow(2).reshape(len(x), -1).sum(1))
+    return out[0] if len(out) == 1 else torch.stack(out, 1)
 
 
 _SCORE_FUNCTIONS: dict[str, Callable] = {
