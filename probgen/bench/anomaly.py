@@ -312,7 +312,7 @@ def sp500_days(quick: bool = False, seeds=(0, 1, 2), top: float = 0.05) -> tuple
     test = idx >= n_train + n_val
     features = return_features(r, lags=5, vol_windows=(5, 22, 66))
     full = features.notna().all(axis=1).to_numpy()
-    x = torch.as_tensor(r.to_numpy()[:, None], dtype=torch.float32)
+    x = torch.as_tensor(r.to_numpy().copy()[:, None], dtype=torch.float32)
     c = torch.as_tensor(features.fillna(0.0).to_numpy(), dtype=torch.float32)
     tr, va = (idx < n_train) & full, (idx >= n_train) & (idx < n_train + n_val)
     r_test = r[test].to_numpy()
