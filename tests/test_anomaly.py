@@ -100,7 +100,8 @@ def test_scores_do_not_depend_on_the_batch_size(family, score):
     assert model.family == family
     one = AnomalyDetector(model, score=score, batch_size=7).fit(x).decision_scores_
     many = AnomalyDetector(model, score=score, batch_size=1000).fit(x).decision_function(x)
-    np.testing.assert_allclose(one, many, rtol=1e-5, atol=1e-5)
+    # float32 sums differ in the last digits between batch shapes; a batch-dependent noise draw would differ by O(1)
+    np.testing.assert_allclose(one, many, rtol=1e-4, atol=1e-4)
     assert one.shape == (len(x),) and np.std(one) > 0
 
 

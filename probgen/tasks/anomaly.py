@@ -251,7 +251,7 @@ class AnomalyDetector:
                                     **self.fit_options)
         if self.score_name == "fanogan" and not bool(getattr(self.model, "encoder_fitted", True)):
             options = {k: v for k, v in (self.fit_options or {}).items() if k in ("seed", "progress", "lr")}
-            self.model.fit_encoder(X, **{**options, **self.score_options.get("encoder", {})})
+            self.model.fit_encoder(X, **{"progress": self.progress, **options, **self.score_options.get("encoder", {})})
         raw = self._raw_scores(X)
         if raw.ndim == 2:  # several scores per example: standardized by their training values, averaged
             self._columns = (raw.mean(0), np.maximum(raw.std(0), 1e-12))
