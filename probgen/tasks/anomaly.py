@@ -500,8 +500,7 @@ def _diffusion_inputs(model, batch):
         raise ValueError(f"score: this score is defined for diffusion models, got a {type(model).__name__}")
     x, y = (batch if isinstance(batch, tuple) else (batch, None))
     x = model._check_x(x)
-    labels = getattr(model, "_labels", None) or getattr(model, "_check_y")
-    return x, labels(y, len(x))
+    return x, model._labels(y, len(x))
 
 
 def _shared_noise(shape, count: int, seed: int, like: torch.Tensor) -> torch.Tensor:
