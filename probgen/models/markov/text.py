@@ -427,27 +427,42 @@ class TextGenerator(Model):
                             log_prob_data=["the dog runs.", "a fox sleeps.", "the cat."])
 
     @classmethod
-    def tour(cls, out_dir, progress: bool = False) -> str:
-        """Fit character models of orders 1–4 on a slice of the English corpus, plot held-out perplexity."""
+    def tour(cls, out_dir, quick: bool = False):
+        """Character n-grams of orders 1-5 on English docstrings; held-out perplexity and a sample."""
         import os
 
         import matplotlib.pyplot as plt
 
-        from ...datasets._catalog import stdlib_docstrings
+        import probgen
+        from ...gallery import TourSection, demo_source
 
-        docs = list(stdlib_docstrings(200_000))
-        train, test = "\n\n".join(docs[:-100]), "\n\n".join(docs[-100:])
-        orders, ppl = [1, 2, 3, 4], []
-        for o in orders:
-            m = cls(order=o, level="char")
-            m.fit(train, progress=progress)
-            ppl.append(m.perplexity(test))
+        size = 50_000 if quick else 300_000
+
+        def demo():
+            from probgen.datasets._catalog import stdlib_docstrings
+
+            docs = list(stdlib_docstrings(size))  # real English that ships with Python
+            train, test = "\n\n".join(docs[:-100]), "\n\n".join(docs[-100:])
+            perplexity = {}
+            for order in (1, 2, 3, 4, 5):
+                model = probgen.models.TextGenerator(order=order, level="char")  # Kneser-Ney
+                model.fit(train, progress=False)
+                perplexity[order] = model.perplexity(test)
+            text = model.generate(300, seed=0)
+            return perplexity, text
+
+        perplexity, text = demo()
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        ax.plot(orders, ppl, "o-")
-        ax.set_xlabel("order")
-        ax.set_ylabel("held-out perplexity (chars)")
+        ax.plot(list(perplexity), list(perplexity.values()), "o-")
+        ax.set(xlabel="order (characters of context)", ylabel="held-out perplexity per character",
+               title="Kneser-Ney character models")
         path = os.path.join(out_dir, "text_generator.png")
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        return f"character Kneser-Ney, perplexity by order {[round(p, 2) for p in ppl]}; sample: " \
-               f"{m.generate(40, seed=0)!r} -> {path}"
+        best = min(perplexity.values())
+        return TourSection(cls.family, "n-gram text from the standard library's docstrings",
+                           [(path, "held-out perplexity per character (lower is better) against the model's order")],
+                           {"held-out perplexity, order 1": f"{perplexity[1]:.2f}",
+                            "held-out perplexity, order 5": f"{perplexity[5]:.2f}"},
+                           demo_source(demo, size=size), "works" if best < perplexity[1] / 2 else "limited",
+                           text=f"order-5 sample:\n{text}")
