@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 
 LOSSES = ("elbo", "meanfield", "iwae")
@@ -108,7 +109,7 @@ class _SiteTracker(Messenger):
         self.last: str | None = None
 
     def _process_message(self, msg):
-        if msg["type"] == "sample":
+        if msg["type"] == "sample" and type(msg["fn"]).__name__ != "_Subsample":  # not a plate's own site
             self.last = msg["name"]
 
 
@@ -181,6 +182,11 @@ def _check_compilable(model_tr, guide_tr) -> None:
             raise NotStaticError(name, "is enumerated")
 
 
+def _batch_len(batch: tuple) -> int:
+    first = batch[0] if batch else None
+    return len(first) if torch.is_tensor(first) and first.dim() else 1
+
+
 def _sample_sites(trace):
     return [(n, s) for n, s in trace.nodes.items() if s["type"] == "sample"]
 
@@ -214,7 +220,7 @@ def _particle(model: Callable, guide: Callable, args: tuple, loss: str, tracker:
             except NotImplementedError:
                 elbo = elbo + site["log_prob_sum"] - g["log_prob_sum"]
                 continue
-            kl = pyro.infer.util.scale_and_mask(kl, scale=g["scale"], mask=g["mask"])
+            kl = scale_and_mask(kl, scale=g["scale"], mask=g["mask"])
             elbo = elbo - (kl.sum() if torch.is_tensor(kl) else kl * torch.Size(g["fn"].batch_shape).numel())
         else:
             elbo = elbo + site["log_prob_sum"]
@@ -273,7 +279,8 @@ def _scalar_state(module: torch.nn.Module) -> tuple:
     out = []
     for name, sub in module.named_modules():
         for key, value in sub.__dict__.items():
-            if isinstance(value, (bool, int, float, str, type(None))) and not key.startswith("__"):
+            # (None is skipped: an attribute set to None later reads as one never set, like data_size's)
+            if isinstance(value, (bool, int, float, str)) and key != "_num_data" and not key.startswith("__"):
                 out.append((name, key, value))
     return tuple(out)
 
@@ -453,7 +460,7 @@ class _Compiler:
                     graphs.append(_trace_graph(flat, (list(tensors), *args)))
                 except NotStaticError:
                     raise
-                except RuntimeError as err:
+                except Exception as err:  # noqa: BLE001 - any failure to trace means: not compilable
                     text = str(err)
                     if "data-dependent" in text or "_local_scalar_dense" in text or "tracing tensor" in text:
                         raise NotStaticError(tracker.last, f"the {self.what} reads a tensor's value into Python "
@@ -528,7 +535,7 @@ class CompiledELBO:
         return self._compiler.traces
 
     def _pyro_loss(self, batch: tuple) -> torch.Tensor:
-        n = self.num_data or len(batch[0])
+        n = self.num_data or _batch_len(batch)
         with self.model.data_size(n):
             if self.loss == "iwae":
                 return eager_loss(self.model.model, self.model.guide, batch, "iwae", self.num_particles) / n
@@ -574,7 +581,7 @@ class CompiledELBO:
 
     def __call__(self, batch: tuple) -> torch.Tensor:
         batch = tuple(batch)
-        n = self.num_data or len(batch[0])
+        n = self.num_data or _batch_len(batch)
         key = _signature(self.model, batch, (n, self.loss, self.num_particles))
         entry = self._compiler.graphs.get(key)
         if entry is None and key not in self._refused:
