@@ -254,3 +254,13 @@ def test_compiled_nuts_samples_the_exact_posterior():
     assert abs(draws.mean() - mean) < 4 * mcse
     assert abs(draws.std() - sd) < 0.1 * sd
     assert float(az.rhat(result.inference_data)["z"]) < 1.02
+
+
+def test_bench_nuts_quick_reports_both_models():
+    from probgen.bench.nuts import run
+
+    report = run(quick=True)
+    frame = report.frame()
+    assert len(frame) == 2 and (frame["probgen"] > 0).all() and (frame["baseline"] > 0).all()
+    table = report.tables["posterior agreement and convergence"]
+    assert {"probgen max R-hat", "pyro max R-hat", "means within 3 MCSE"} <= set(table.columns)

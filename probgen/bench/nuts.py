@@ -97,8 +97,8 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
     from ..models.regression import BayesianLinearRegression
 
     report = Report("nuts", "NUTS effective samples per CPU second: compiled against plain Pyro")
-    num_samples, warmup, chains, repeats = (100, 100, 2, 1) if quick else (1000, 500, 2, 2)
-    n, d = (200, 3) if quick else (1000, 5)
+    num_samples, warmup, chains, repeats = (60, 60, 2, 1) if quick else (1000, 500, 2, 2)
+    n, d = (100, 2) if quick else (1000, 5)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g)
     y = x @ torch.randn(d, generator=g) + 0.5 + 0.3 * torch.randn(n, generator=g)
