@@ -264,3 +264,11 @@ def test_bench_nuts_quick_reports_both_models():
     assert len(frame) == 2 and (frame["probgen"] > 0).all() and (frame["baseline"] > 0).all()
     table = report.tables["posterior agreement and convergence"]
     assert {"probgen max R-hat", "pyro max R-hat", "means within 3 MCSE"} <= set(table.columns)
+
+
+def test_compiled_hmc_keeps_pyros_kernel_on_the_compiled_potential():
+    y = torch.tensor([0.3, 1.2, 0.8, 1.9, 0.4])
+    result = _NormalMean().fit(y, inference="mcmc", kernel="hmc", num_samples=150, warmup_steps=100, num_chains=1,
+                               seed=0, progress=False, compiled=True)
+    draws = result.inference_data.posterior["z"].values
+    assert draws.shape == (1, 150) and abs(draws.mean() - float(y.sum()) / 6) < 0.15
