@@ -1,15 +1,12 @@
 """Compiled inference (probgen.infer.compiled): exactness against Pyro, the structure check, recompilation."""
 
 import math
-import warnings
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
-import probgen
 from probgen.core.base import Model
 from probgen.core.random import seeded
 from probgen.infer.compiled import CompiledELBO, CompiledPotential, CompileFallbackWarning, NotStaticError, check_static
@@ -272,3 +269,18 @@ def test_compiled_hmc_keeps_pyros_kernel_on_the_compiled_potential():
                                seed=0, progress=False, compiled=True)
     draws = result.inference_data.posterior["z"].values
     assert draws.shape == (1, 150) and abs(draws.mean() - float(y.sum()) / 6) < 0.15
+
+
+def test_global_param_store_parameters_are_refused_not_frozen():
+    class Global(Model):
+        def model(self, y):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            with pyro.plate("data", len(y)):
+                pyro.sample("y", dist.Normal(z, 1.0), obs=y)
+
+        def guide(self, y):
+            pyro.sample("z", dist.Normal(pyro.param("g_loc", torch.zeros(())), 1.0))
+
+    pyro.clear_param_store()
+    with pytest.raises(NotStaticError, match="'g_loc'.*global param store"):
+        check_static(Global(), torch.tensor([0.5]))

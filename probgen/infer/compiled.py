@@ -45,7 +45,7 @@ import contextlib
 import math
 import warnings
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import pyro
 import torch
@@ -166,6 +166,11 @@ def _compare_structures(first: list[tuple], second: list[tuple], program: str) -
 
 
 def _check_compilable(model_tr, guide_tr) -> None:
+    for trace in (guide_tr, model_tr):
+        for name, site in trace.nodes.items():
+            if site["type"] == "param":
+                raise NotStaticError(name, "is a pyro.param of the global param store: its value would be frozen "
+                                           "into the graph (keep parameters in the module, e.g. PyroParam)")
     for name, site in guide_tr.nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
