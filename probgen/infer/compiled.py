@@ -165,10 +165,11 @@ def _compare_structures(first: list[tuple], second: list[tuple], program: str) -
         raise NotStaticError(None, f"the {program}'s sites came in a different order on the next call")
 
 
-def _check_compilable(model_tr, guide_tr) -> None:
+def _check_compilable(model_tr, guide_tr, owned: set | None = None) -> None:
     for trace in (guide_tr, model_tr):
         for name, site in trace.nodes.items():
-            if site["type"] == "param":
+            if site["type"] == "param" and owned is not None and name not in owned \
+                    and f"{name}_unconstrained" not in owned:
                 raise NotStaticError(name, "is a pyro.param of the global param store: its value would be frozen "
                                            "into the graph (keep parameters in the module, e.g. PyroParam)")
     for name, site in guide_tr.nodes.items():
@@ -197,7 +198,8 @@ def _sample_sites(trace):
 
 
 # --------------------------------------------------------------- the ELBOs
-def _particle(model: Callable, guide: Callable, args: tuple, loss: str, tracker: Messenger | None = None):
+def _particle(model: Callable, guide: Callable, args: tuple, loss: str, tracker: Messenger | None = None,
+              owned: set | None = None):
     """One particle: (elbo term, model trace, guide trace), from Pyro's own traces.
 
     ``elbo``: log p(x, z) - log q(z) with every site's scale and mask (Trace_ELBO's value for
@@ -211,7 +213,7 @@ def _particle(model: Callable, guide: Callable, args: tuple, loss: str, tracker:
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(*args)
     guide_tr = pyro.poutine.util.prune_subsample_sites(guide_tr)
     model_tr = pyro.poutine.util.prune_subsample_sites(model_tr)
-    _check_compilable(model_tr, guide_tr)
+    _check_compilable(model_tr, guide_tr, owned)
     if loss == "iwae":
         return _log_weights(model_tr, guide_tr), model_tr, guide_tr
     model_tr.compute_log_prob()
@@ -552,11 +554,12 @@ class CompiledELBO:
     def _body(self, n: int):
         def body(inputs: tuple, tracker: _SiteTracker):
             structure = []
+            owned = {name for name, _ in self.model.named_parameters()}
             with self.model.data_size(n):
                 terms = []
                 for _ in range(self.num_particles):
                     term, model_tr, guide_tr = _particle(self.model.model, self.model.guide, inputs, self.loss,
-                                                         tracker)
+                                                         tracker, owned)
                     terms.append(term)
                     structure += [("guide", _structure(guide_tr)), ("model", _structure(model_tr))]
             if self.loss == "iwae":
