@@ -284,3 +284,21 @@ def test_global_param_store_parameters_are_refused_not_frozen():
     pyro.clear_param_store()
     with pytest.raises(NotStaticError, match="'g_loc'.*global param store"):
         check_static(Global(), torch.tensor([0.5]))
+
+
+def test_vae_with_local_latents_and_module_networks_compiles_exactly():
+    # networks converted to PyroModules (their parameters are Pyro param sites) and a latent per example
+    from probgen.models.autoencoders.vae import VAE
+
+    model = VAE(data_shape=(1, 4, 4), latent_dim=2, network="mlp", hidden=(8,))
+    x = (torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    batch = (x[:10],)
+    compiled = CompiledELBO(model, num_data=30, strict=True)
+    with seeded(0):
+        ours = compiled(batch)
+    with seeded(0), model.data_size(30):
+        theirs = pyro.infer.Trace_ELBO(max_plate_nesting=1).differentiable_loss(model.model, model.guide, *batch) / 30
+    assert compiled.is_compiled and torch.allclose(ours, theirs, rtol=1e-5)
+    params = list(model.parameters())
+    for a, b in zip(torch.autograd.grad(ours, params), torch.autograd.grad(theirs, params)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
