@@ -17,7 +17,7 @@ __all__ = ["run", "available", "Report", "time_call"]
 _BENCHES = {
     "svi": "svi",
     "nuts": "nuts",
-    "bn": "bayesnet",
+    "bayesnet": "bayesnet",
     "markov": "markov",
     "spread": "spread",
     "vae": "vae",
