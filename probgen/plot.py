@@ -105,14 +105,25 @@ def draw_network(graph, node_color: Any = None, ax=None, title: str | None = Non
     return ax
 
 
-def save_figure(ax_or_fig, path: str | os.PathLike) -> str:
-    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it."""
+def save_figure(ax_or_fig, path: str | os.PathLike, provenance: dict | None = None) -> str:
+    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it.
+
+    ``provenance``: a stamp (``probgen.responsible.stamp(model, seed)``) written into the PNG
+    as a text chunk, read back by ``probgen.provenance(path)``.
+    """
     import matplotlib.pyplot as plt
 
     fig = getattr(ax_or_fig, "figure", ax_or_fig)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    meta = None
+    if provenance is not None and str(path).lower().endswith(".png"):
+        import json
+
+        from .responsible.provenance import KEY
+
+        meta = {KEY: json.dumps(provenance)}
+    fig.savefig(path, dpi=110, **({"metadata": meta} if meta else {}))
     plt.close(fig)
     return str(path)
 

@@ -268,9 +268,10 @@ class _Private:
             from opacus.accountants import create_accountant
             from opacus.accountants.utils import get_noise_multiplier
 
-            self.sigma = spec.noise_multiplier if spec.noise_multiplier is not None else get_noise_multiplier(
-                target_epsilon=spec.epsilon, target_delta=spec.delta, sample_rate=self.sample_rate, steps=total,
-                accountant=spec.accountant)
+            with _quiet():
+                self.sigma = spec.noise_multiplier if spec.noise_multiplier is not None else get_noise_multiplier(
+                    target_epsilon=spec.epsilon, target_delta=spec.delta, sample_rate=self.sample_rate, steps=total,
+                    accountant=spec.accountant)
             self.accountant = create_accountant(spec.accountant)
         self.generator: torch.Generator | None = None
         self.steps = 0
@@ -297,8 +298,9 @@ class _Private:
             self.accountant.step(noise_multiplier=self.sigma, sample_rate=self.sample_rate)
 
     def report(self) -> dict:
-        spent = math.inf if self.accountant is None else (
-            0.0 if self.steps == 0 else float(self.accountant.get_epsilon(delta=self.spec.delta)))
+        with _quiet():
+            spent = math.inf if self.accountant is None else (
+                0.0 if self.steps == 0 else float(self.accountant.get_epsilon(delta=self.spec.delta)))
         return {"epsilon": spent, "delta": self.spec.delta, "target_epsilon": self.spec.epsilon,
                 "noise_multiplier": float(self.sigma), "max_grad_norm": self.spec.max_grad_norm,
                 "sample_rate": self.sample_rate, "expected_batch_size": self.batch_size, "steps": self.steps,
