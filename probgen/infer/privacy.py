@@ -196,12 +196,14 @@ def _alias_grad_samplers(module: torch.nn.Module) -> None:
     for m in module.modules():
         t = type(m)
         if t in samplers:
+            if not getattr(samplers[t], "_probgen", False):
+                samplers[t] = _contiguous(samplers[t])
             continue
         for base in t.__mro__[1:]:
             if base not in samplers:
                 continue
             if t.forward is base.forward or _is_masked(m):
-                samplers[t] = _subclass_sampler(samplers[base], base, masked=t.forward is not base.forward)
+                samplers[t] = _contiguous(_subclass_sampler(samplers[base], base, masked=t.forward is not base.forward))
             break
 
 
@@ -216,6 +218,18 @@ def _is_masked(m: torch.nn.Module) -> bool:
         return torch.broadcast_shapes(mask.shape, weight.shape) == weight.shape
     except RuntimeError:
         return False
+
+
+def _contiguous(rule: Callable) -> Callable:
+    # Opacus's convolution rule unfolds its input with as_strided, assuming a contiguous NCHW layout; a
+    # non-contiguous activation (a chunk, a channels-last tensor: PixelCNN's gated stacks) gives wrong
+    # per-record weight gradients. The input is made contiguous first (a copy only when it is not).
+    def sampler(layer, activations, backprops):
+        return rule(layer, [a.contiguous() if isinstance(a, torch.Tensor) else a for a in activations],
+                    backprops.contiguous())
+
+    sampler._probgen = True
+    return sampler
 
 
 def _subclass_sampler(base_rule: Callable, base_cls: type, masked: bool) -> Callable:
