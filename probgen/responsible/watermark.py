@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["embed", "detect", "MIN_SIDE", "available"]
+__all__ = ["embed", "detect", "detection_rates", "MIN_SIDE", "available"]
 
 import os
 from typing import Any
@@ -106,8 +106,44 @@ def detect(image: Any, text: str) -> float:
         with Image.open(image) as im:
             image = np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
     bgr = _to_bgr(image)
+    if min(bgr.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"image: {bgr.shape[0]}x{bgr.shape[1]} pixels is below the {MIN_SIDE}x{MIN_SIDE} a DWT-DCT "
+                         "watermark needs to be read")
     n = _bits(text)
     decoder = WatermarkDecoder("bits", n)
     found = np.asarray(decoder.decode(bgr, "dwtDct"), dtype=bool)
     want = np.unpackbits(np.frombuffer(text.encode(), dtype=np.uint8)).astype(bool)
     return float((found[:n] == want).mean())
+
+
+def detection_rates(images: Any, text: str = "probgen", threshold: float = 0.85) -> dict:
+    """Share of ``images`` whose watermark is still found (bit accuracy >= ``threshold``) after common edits:
+    none, JPEG at quality 90 / 75 / 50, a 2x downscale and back, a resize to 75%, a 10% crop. An image
+    an edit leaves too small to read counts as not found. Needs opencv (installed with the watermark extra).
+
+    Example:
+        >>> import torch
+        >>> imgs = torch.rand(2, 1, 256, 256, generator=torch.Generator().manual_seed(0))
+        >>> detection_rates(imgs)["none"]
+        1.0
+    """
+    import cv2
+
+    found: dict[str, list[bool]] = {}
+    for image in images:
+        marked = embed(image, text)
+        h, w = marked.shape[:2]
+        edited = {"none": marked}
+        for q in (90, 75, 50):
+            _, buf = cv2.imencode(".jpg", marked, [cv2.IMWRITE_JPEG_QUALITY, q])
+            edited[f"jpeg{q}"] = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        edited["downscale 2x and back"] = cv2.resize(cv2.resize(marked, (w // 2, h // 2)), (w, h))
+        edited["resize to 75%"] = cv2.resize(marked, (int(w * 0.75), int(h * 0.75)))
+        edited["crop 10%"] = marked[h // 10:, w // 10:]
+        for name, img in edited.items():
+            try:
+                ok = detect(img, text) >= threshold
+            except ValueError:
+                ok = False
+            found.setdefault(name, []).append(ok)
+    return {name: float(np.mean(v)) for name, v in found.items()}
