@@ -41,6 +41,19 @@ def test_epsilon_matches_opacus_own_accounting():
     assert got["steps"] == steps and got["sample_rate"] == q
 
 
+def test_prv_accountant_matches_opacus():
+    from opacus.accountants import PRVAccountant
+
+    r = probgen.models.VAE(latent_dim=2, hidden=(8,)).fit(
+        _binary(320), steps=12, batch_size=32, seed=0, progress=False,
+        privacy={"epsilon": 2.0, "delta": 1e-4, "accountant": "prv"})
+    p = r.info["privacy"]
+    acc = PRVAccountant()
+    acc.history = [(p["noise_multiplier"], p["sample_rate"], 12)]
+    assert p["accountant"] == "prv" and 1.9 < p["epsilon"] <= 2.0
+    assert p["epsilon"] == pytest.approx(acc.get_epsilon(1e-4), rel=1e-6)
+
+
 def test_target_epsilon_is_met_and_spent():
     x = _binary(320)
     vae = probgen.models.VAE(latent_dim=2, hidden=(8,))

@@ -25,8 +25,9 @@ every epsilon, including the non-private baseline.
 The bench also measures the optional DWT-DCT watermark's detection rate after common
 edits (``probgen.responsible.watermark.detection_rates``).
 
-Peer: synthcity's DP generators (DP-GAN, PATE-GAN, AIM) are not run: synthcity pins an
-older torch than the project's CPU wheel and would replace it (see the notes it prints).
+Peer: synthcity's DP generators (DP-GAN, PATE-GAN, AIM) are not run: synthcity 0.2.2 needs
+decaf-synthetic-data, which pulls torchtext 0.18 (built for torch 2.3), against the
+project's pinned torch 2.13 CPU wheel (see the note the bench prints).
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
                        baseline_name="eps=inf")
     report.note(f"delta={DELTA}, max_grad_norm=1.0, RDP accountant, Poisson sampling (expected batch 64); "
                 f"whole run {time.perf_counter() - start:.0f} s")
-    report.note("synthcity's DP generators were not run: installing synthcity would replace the pinned CPU torch "
-                "(it pins an older torch); no offline published figure on these data sets to quote")
+    report.note("synthcity's DP generators were not run: synthcity 0.2.2 needs decaf-synthetic-data, which pulls "
+                "torchtext 0.18 (built for torch 2.3), and its resolver did not finish against the pinned torch "
+                "2.13 CPU wheel; no published DP figure on these data sets is quoted")
     report.frame_data = frame  # per-seed rows, for the notebook
     return report
