@@ -158,6 +158,12 @@ def test_batchnorm_and_gradient_penalty_are_refused():
                      privacy={"epsilon": 1.0, "delta": 1e-4})
 
 
+def test_distributed_private_training_is_refused():
+    with pytest.raises(ValueError, match="one process"):
+        probgen.models.VAE(latent_dim=2, hidden=(8,)).fit(_binary(), steps=2, batch_size=16, progress=False,
+                                                          distributed=2, privacy={"epsilon": 1.0, "delta": 1e-4})
+
+
 def test_parse_privacy_defaults():
     spec = parse_privacy({"epsilon": 3}, n=1000)
     assert (spec.delta, spec.max_grad_norm, spec.accountant) == (1e-5, 1.0, "rdp")

@@ -102,7 +102,7 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
     if options.get("privacy") is not None:
         from .privacy import check_engine
 
-        check_engine(model, name)
+        check_engine(model, name, options.get("distributed"))
     if options.get("distributed") and not world().active:
         return fit_distributed(model, data, inference=name, **options)
     start = time.perf_counter()

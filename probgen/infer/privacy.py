@@ -147,8 +147,10 @@ def parse_privacy(privacy: Any, n: int) -> PrivacySpec:
     return PrivacySpec(epsilon, delta, norm, accountant, sigma)
 
 
-def check_engine(model: Any, engine: str) -> None:
+def check_engine(model: Any, engine: str, distributed: Any = False) -> None:
     """Refuse ``privacy=`` for an engine with no per-record gradient step (with the reason)."""
+    if distributed:
+        raise ValueError("privacy: private training runs in one process (distributed=... is not supported)")
     if engine in PRIVATE_ENGINES:
         return
     why = _NO_GRADIENT.get(engine, f"the {engine!r} engine has no per-record gradient step")
