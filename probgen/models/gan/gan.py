@@ -630,7 +630,7 @@ class ConditionalGAN(GAN):
         from ...gallery import TourSection, demo_source, digit_agreement
         from ...plot import sample_grid, save_figure
 
-        steps = 200 if quick else 2000
+        steps = 100 if quick else 1000
 
         def demo():
             torch.manual_seed(0)
