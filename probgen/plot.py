@@ -113,8 +113,9 @@ def draw_network(graph, node_color: Any = None, ax=None, title: str | None = Non
 def save_figure(ax_or_fig, path: str | os.PathLike, provenance: dict | None = None) -> str:
     """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it.
 
-    ``provenance``: a stamp (``probgen.responsible.stamp(model, seed)``) written into the PNG
-    as a text chunk, read back by ``probgen.provenance(path)``.
+    Every PNG carries a provenance stamp as a text chunk (read back by ``probgen.provenance(path)``):
+    ``provenance`` (``probgen.responsible.stamp(model, seed)``: family, model hash, seed) or, when
+    not given, one that names only probgen, its version and the time.
     """
     import matplotlib.pyplot as plt
 
@@ -122,12 +123,12 @@ def save_figure(ax_or_fig, path: str | os.PathLike, provenance: dict | None = No
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     meta = None
-    if provenance is not None and str(path).lower().endswith(".png"):
+    if str(path).lower().endswith(".png"):
         import json
 
-        from .responsible.provenance import KEY
+        from .responsible.provenance import KEY, stamp
 
-        meta = {KEY: json.dumps(provenance)}
+        meta = {KEY: json.dumps(stamp() if provenance is None else provenance)}
     fig.savefig(path, dpi=110, **({"metadata": meta} if meta else {}))
     plt.close(fig)
     return str(path)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import probgen
+import probgen.plot
 from probgen.infer.privacy import parse_privacy
 
 
@@ -210,6 +211,12 @@ def test_unsaved_model_is_stamped_by_its_state_hash(tmp_path):
     other = probgen.models.VAE(latent_dim=2, hidden=(8,))
     other.fit(_binary(), steps=3, progress=False, seed=1)
     assert probgen.responsible.model_hash(other)["state_sha256"] != p["state_sha256"]
+
+
+def test_every_saved_png_names_probgen(tmp_path):
+    path = probgen.plot.save_figure(probgen.plot.sample_grid(torch.rand(4, 1, 8, 8)), tmp_path / "plain.png")
+    p = probgen.provenance(path)
+    assert p["generator"] == "probgen" and "family" not in p and p["source"] == "png-text"
 
 
 def test_provenance_missing_is_a_clear_error(tmp_path):
