@@ -32,6 +32,7 @@ _BENCHES = {
     "quality": "quality",
     "scale": "scale",
     "privacy": "privacy",
+    "anomaly": "anomaly",
 }
 
 
