@@ -32,6 +32,7 @@ _BENCHES = {
     "diffusion": "diffusion",
     "quality": "quality",
     "scale": "scale",
+    "privacy": "privacy",
     "anomaly": "anomaly",
 }
 
