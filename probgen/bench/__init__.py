@@ -16,6 +16,7 @@ __all__ = ["run", "available", "Report", "time_call"]
 # bench name -> module in this package
 _BENCHES = {
     "svi": "svi",
+    "nuts": "nuts",
     "bayesnet": "bayesnet",
     "markov": "markov",
     "spread": "spread",
@@ -32,6 +33,7 @@ _BENCHES = {
     "quality": "quality",
     "scale": "scale",
     "music": "music",
+    "privacy": "privacy",
     "anomaly": "anomaly",
 }
 
