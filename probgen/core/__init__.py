@@ -2,9 +2,9 @@
 
 from .base import ContractCase, Model, NoLikelihoodError
 from .checks import as_tensor
-from .io import load, save
+from .io import ModelFileError, load, save
 from .random import resolve_device, seeded
 from .result import FitResult
 
 __all__ = ["Model", "ContractCase", "NoLikelihoodError", "FitResult", "save", "load", "seeded",
-           "resolve_device", "as_tensor"]
+           "resolve_device", "as_tensor", "ModelFileError"]
