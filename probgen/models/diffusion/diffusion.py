@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability
 from ...core.progress import progress_bar
+from ...core.rows import cat_rows
 from ...nn.time_embedding import TimeMLP, UNet
 from .schedule import DiscretizedGaussian, NoiseSchedule, gaussian_kl
 
@@ -336,7 +337,7 @@ class Diffusion(Model):
             for start in range(0, len(x), batch_size):
                 yb = None if y is None else y[start:start + batch_size]
                 out.append(self._bound(x[start:start + batch_size], yb, num_steps))
-        return torch.cat(out)
+        return cat_rows(out, x.new_zeros(0))
 
     def _bound(self, x: torch.Tensor, y, num_steps: int | None) -> torch.Tensor:
         net = self.ema_network

@@ -109,23 +109,23 @@ class RecommenderRBM(Model):
             raise ValueError(f"{what}: the recommender is not fitted; call fit(ratings) first")
 
     # ------------------------------------------------------------ data
-    def _frame(self, data: Any, name: str, need_rating: bool = True) -> pd.DataFrame:
+    def _frame(self, data: Any, name: str, need_rating: bool = True, allow_empty: bool = False) -> pd.DataFrame:
         if not isinstance(data, pd.DataFrame):
             raise ValueError(f"{name}: expected a DataFrame with columns {list(self.columns)}, got {type(data).__name__}")
         cols = list(self.columns if need_rating else self.columns[:2])
         missing = [c for c in cols if c not in data.columns]
         if missing:
             raise KeyError(f"{name}: missing column(s) {missing}; expected {cols} (set user_col/item_col/rating_col)")
-        if data.empty:
+        if len(data) == 0 and not allow_empty:
             raise ValueError(f"{name}: no ratings")
         df = data[cols]
         if df.isna().any().any():
             raise ValueError(f"{name}: contains missing values")
         return df
 
-    def _triples(self, data: Any, name: str) -> torch.Tensor:
+    def _triples(self, data: Any, name: str, allow_empty: bool = False) -> torch.Tensor:
         """(user index, item index, level index) rows for known users and items."""
-        df = self._frame(data, name)
+        df = self._frame(data, name, allow_empty=allow_empty)
         return torch.stack([self._lookup(df[self.columns[0]], self._user_index, f"user (in {name})"),
                             self._lookup(df[self.columns[1]], self._item_index, f"item (in {name})"),
                             self._levels_of(df[self.columns[2]], name)], 1)
@@ -278,7 +278,9 @@ class RecommenderRBM(Model):
     def score(self, ratings: pd.DataFrame) -> torch.Tensor:
         """Surprise of each rating, -log p(rating | the user's training ratings) (higher = more anomalous)."""
         self._require_fitted("score")
-        t = self._triples(ratings, "ratings")
+        t = self._triples(ratings, "ratings", allow_empty=True)
+        if not len(t):  # the empty-batch rule (probgen.core.rows)
+            return torch.zeros(0, dtype=self.W.dtype)
         probs = self._level_probs(t[:, 0], t[:, 1])
         return -probs[torch.arange(len(t)), t[:, 2]].log()
 

@@ -20,6 +20,7 @@ from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_positive, check_probability, unknown_key
 from ...core.random import seeded
 from ...core.engines import implements
+from ...core.rows import require_examples
 from . import analysis as analysis
 from .inference import log1mexp, mean_field_cases, node_level_stats, node_log_likelihood
 from .simulate import COMPARTMENTS, E, I, R, S, Outbreaks, adjacency, gillespie, simulate_batch, states_from_times
@@ -418,6 +419,7 @@ class Spread(Model, PyroModule):
             self._mode = 1
             return torch.ones(1, 1), cases[None], x0[None].float()
         states = self.node_states(data, name)
+        require_examples(len(states), name, "outbreak")
         st = node_level_stats(self.adjacency("cpu"), self.kind, states)
         parts = (st.pressure, st.trials, st.events, st.rec_trials.reshape(1), st.rec_events.reshape(1),
                  st.ons_trials.reshape(1), st.ons_events.reshape(1))
@@ -539,7 +541,7 @@ class Spread(Model, PyroModule):
         out = []
         for st in node_level_stats(at, self.kind, states, per_run=True):
             out.append(node_log_likelihood(st, self.kind, rates["beta"], rates.get("gamma"), rates.get("sigma")))
-        return torch.stack(out)
+        return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
 
     def score(self, x: Any) -> torch.Tensor:
         """Negative log-likelihood per outbreak (higher = less like this model)."""
