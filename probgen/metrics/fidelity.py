@@ -33,6 +33,12 @@ def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, 
     for matching distributions, robust to outliers); *coverage*: share of real
     samples whose ball holds a generated sample.
 
+    Distances are exact: radii are float64 distances computed by subtraction, and a
+    point lies in a ball when its distance is at most the radius (ties count as
+    inside). The bulk of the comparisons uses float64 GEMM distances; any pair within
+    their rounding band of a ball's edge is settled by the exact distance, so repeated
+    records (every discrete table) lie inside each other's radius-0 balls.
+
     Arguments:
         real, fake: samples (images go through ``image_features``; tables are
             standardized by ``real``'s columns); ``features`` as in ``frechet_distance``.
@@ -57,23 +63,44 @@ def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, 
     inside_any = torch.zeros(len(f), dtype=torch.bool)
     count = torch.zeros(len(f), dtype=torch.float64)
     recalled = torch.zeros(len(r), dtype=torch.bool)
+    covered = torch.zeros(len(r), dtype=torch.bool)
     nearest_fake = torch.full((len(r),), float("inf"), dtype=torch.float64)
-    rad_r2, rad_f2 = rad_r.float().square(), rad_f.float().square()
     near_f = torch.zeros(len(f), dtype=torch.long)  # each generated sample's nearest real one
     near_r = torch.zeros(len(r), dtype=torch.long)  # each real sample's nearest generated one
-    for start, d2 in pairwise_blocks(f, r):  # squared distances: (chunk of fake, real)
-        near_f[start:start + len(d2)] = d2.argmin(1)
+    rr, ff = (r * r).sum(1), (f * f).sum(1)
+    for start, d2 in pairwise_blocks(f, r, dtype=torch.float64):  # squared distances: (chunk of fake, real)
+        rows = slice(start, start + len(d2))
+        near_f[rows] = d2.argmin(1)
         v, i = d2.min(0)
         near_r = torch.where(v < nearest_fake, i + start, near_r)
-        inside = d2 <= rad_r2[None, :]
-        inside_any[start:start + len(d2)] = inside.any(1)
-        count[start:start + len(d2)] = inside.sum(1).double()
-        recalled |= (d2 <= rad_f2[start:start + len(d2), None]).any(0)
-        nearest_fake = torch.minimum(nearest_fake, v.double())
+        nearest_fake = torch.minimum(nearest_fake, v)
+        # the GEMM's rounding error is below 1e-12 of the squared norms: pairs that close to a
+        # ball's edge are decided by the exact distance (by subtraction), so that a copy of a
+        # record lies inside the record's own ball even when that ball has radius 0
+        tol = 1e-12 * (ff[rows, None] + rr[None, :]) + 1e-300
+        in_real = _inside(d2, rad_r[None, :], tol, f[rows], r)
+        in_fake = _inside(d2, rad_f[rows, None], tol, f[rows], r)
+        inside_any[rows] = in_real.any(1)
+        count[rows] = in_real.sum(1).double()
+        covered |= in_real.any(0)
+        recalled |= in_fake.any(0)
     if _cache is not None:  # what alpha_precision_beta_recall needs, from the same passes
         _cache.update(args=(real, fake), real_to_real=knn_r[:, 0], near_f=near_f, near_r=near_r)
     return {"precision": float(inside_any.double().mean()), "recall": float(recalled.double().mean()),
-            "density": float(count.mean() / k), "coverage": float((nearest_fake <= rad_r2.double()).double().mean())}
+            "density": float(count.mean() / k), "coverage": float(covered.double().mean())}
+
+
+def _inside(d2: torch.Tensor, radius: torch.Tensor, tol: torch.Tensor, f: torch.Tensor, r: torch.Tensor
+            ) -> torch.Tensor:
+    """``|f_i - r_j| <= radius`` for a block of squared GEMM distances, exact near the edge."""
+    rad2 = radius.square()
+    inside = d2 <= rad2 - tol
+    edge = torch.nonzero((d2 - rad2).abs() <= tol)
+    if len(edge):
+        i, j = edge[:, 0], edge[:, 1]
+        exact = (f[i] - r[j]).norm(dim=-1)
+        inside[i, j] = exact <= radius.expand_as(d2)[i, j]
+    return inside
 
 
 def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, features: Any = None,
