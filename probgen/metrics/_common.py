@@ -70,6 +70,10 @@ def align_tables(sets: list, names: list[str], metric: str) -> list:
                                    for s in aligned)]
     if not text:
         return aligned
+    for s, n in zip(aligned, names):
+        if s[text].isna().any().any():
+            bad = [c for c in text if s[c].isna().any()]
+            raise ValueError(f"{metric}: {n} has missing values in column(s) {bad}")
     out = [s.copy() for s in aligned]
     for c in text:
         values = [s[c].astype(str) for s in aligned]

@@ -196,7 +196,7 @@ class RBM(Model):
                                  f"got range [{int(t.min())}, {int(t.max())}]")
             return F.one_hot(t, self.n_categories).float().reshape(len(t), -1)
         t = as_tensor(x, name, device=self.W.device)
-        t = flat_rows(t) if t.dim() > 1 else t[None]
+        t = flat_rows(t) if t.dim() > 1 else t.reshape(1, -1)
         if t.shape[1] != self.n_visible:
             raise ValueError(f"{name}: expected {self.n_visible} visible values per row, got shape {tuple(t.shape)}")
         if self.visible == "bernoulli":

@@ -155,8 +155,8 @@ class RecommenderRBM(Model):
         ratings = pd.to_numeric(df[self.columns[2]], errors="coerce")
         if ratings.isna().any() or not np.isfinite(ratings).all():
             raise ValueError("data: ratings must be finite numbers")
-        users = sorted(df[self.columns[0]].unique().tolist())
-        items = sorted(df[self.columns[1]].unique().tolist())
+        users = _sorted_ids(df[self.columns[0]], "user")
+        items = _sorted_ids(df[self.columns[1]], "item")
         levels = sorted(ratings.unique().tolist())
         if len(levels) < 2:
             raise ValueError(f"data: need at least two distinct rating values, got {levels}")
@@ -369,3 +369,11 @@ class RecommenderRBM(Model):
 def _plain(x: Any) -> Any:
     """NumPy scalars to Python ones (JSON-safe ids)."""
     return x.item() if isinstance(x, np.generic) else x
+
+
+def _sorted_ids(column: pd.Series, what: str) -> list:
+    """The distinct ids of a column, sorted; ``ValueError`` when they mix kinds (numbers and text)."""
+    try:
+        return sorted(column.unique().tolist())
+    except TypeError:
+        raise ValueError(f"data: the {what} ids mix kinds (numbers and text, say); use one kind of id") from None

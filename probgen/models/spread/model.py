@@ -348,8 +348,8 @@ class Spread(Model, PyroModule):
     def node_states(self, observed: Any, name: str = "observed") -> torch.Tensor:
         """(runs, steps + 1, nodes) int8 states from an ``Outbreaks``, a dict of times, or a tensor of codes."""
         if isinstance(observed, Outbreaks):
-            if observed.states is not None:
-                return observed.states.to(torch.int8).cpu()
+            if observed.states is not None:  # checked like any tensor of state codes
+                return self.node_states(observed.states, f"{name}.states")
             if self.kind == "SIS" or observed.infection_time.is_floating_point():
                 raise ValueError(f"{name}: these outbreaks carry no states; simulate with record_states=True")
             observed = {"infection_time": observed.infection_time, "recovery_time": observed.recovery_time,
