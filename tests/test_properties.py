@@ -44,6 +44,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import probgen
+from _cases import fitted, take
 from probgen.core.io import ModelFileError
 
 FAMILIES = probgen.models.available()
@@ -103,16 +104,6 @@ def _caught(call) -> BaseException:
 
 
 # ------------------------------------------------------- fitted families
-@functools.lru_cache(maxsize=None)
-def fitted(family: str):
-    """The family's contract case, fitted once (shared by every example of every test)."""
-    case = probgen.models.get(family)._contract_case()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        case.model.fit(case.data, progress=False, seed=0, **case.fit_options)
-    return case
-
-
 def short_options(options: dict) -> dict:
     """The contract case's fit options, cut to a step or two (bad data must fail before training)."""
     out = dict(options)
@@ -121,22 +112,6 @@ def short_options(options: dict) -> dict:
     if "epochs" in out:
         out["epochs"] = 1
     return out
-
-
-def take(data, k: int):
-    """The first ``k`` examples of contract-case data of any kind."""
-    if isinstance(data, (torch.Tensor, np.ndarray, list, str)):
-        return data[:k]
-    if isinstance(data, (pd.DataFrame, pd.Series)):
-        return data.iloc[:k]
-    if isinstance(data, tuple):
-        return tuple(take(p, k) for p in data)
-    if dataclasses.is_dataclass(data):
-        rows = len(data)
-        return dataclasses.replace(data, **{f.name: getattr(data, f.name)[:k] for f in dataclasses.fields(data)
-                                            if isinstance(getattr(data, f.name), torch.Tensor)
-                                            and getattr(data, f.name).dim() and len(getattr(data, f.name)) == rows})
-    raise TypeError(f"cannot take rows of {type(data).__name__}")
 
 
 # --------------------------------------------------------------- mutations

@@ -242,13 +242,16 @@ def _read_metadata(raw: bytes, path: Path) -> dict:  # raises ModelFileError
     # a safetensors header length can start with byte 0x80 too: only sniff for pickles when
     # the bytes are not a safetensors header (8-byte length, then a JSON object)
     head = int.from_bytes(raw[:8], "little") if len(raw) >= 9 else 0
-    is_safetensors = 0 < head <= len(raw) - 8 and raw[8:9] == b"{"
+    is_safetensors = 0 < head <= _MAX_HEADER and raw[8:9] == b"{"  # perhaps cut short
     if not is_safetensors and (raw[:2] == b"PK" or raw[:1] == b"\x80"):
         raise ModelFileError(f"{refusal}: it looks like a pickle / torch.save archive, which probgen.load refuses "
                          "because unpickling can execute code")
     if len(raw) < 8:
         raise ModelFileError(f"{refusal}: too short")
     size = int.from_bytes(raw[:8], "little")
+    if is_safetensors and size > len(raw) - 8:
+        raise ModelFileError(f"{path}: truncated: its header needs {size} bytes, the file has {len(raw) - 8} after the "
+                             "length field")
     if size <= 0 or size > min(_MAX_HEADER, len(raw) - 8):
         raise ModelFileError(f"{refusal}: no safetensors header")
     try:

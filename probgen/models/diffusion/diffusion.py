@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability
 from ...core.progress import progress_bar
-from ...core.rows import cat_rows
+from ...core.rows import cat_rows, require_examples
 from ...nn.time_embedding import TimeMLP, UNet
 from .schedule import DiscretizedGaussian, NoiseSchedule, gaussian_kl
 
@@ -130,6 +130,7 @@ class Diffusion(Model):
         if self.num_classes is not None:
             raise ValueError(f"{name}: a conditional model (num_classes={self.num_classes}) needs (x, labels)")
         x = self._check_x(data, name).cpu()
+        require_examples(len(x), name)  # before the data's scale is taken
         if not self.is_image and not bool(self.data_fitted) and name == "data":
             self.data_loc.copy_(x.mean(0))
             self.data_scale.copy_(x.std(0).clamp_min(1e-6))
