@@ -154,10 +154,10 @@ def pairwise_blocks(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048, dtype: 
     memorization metrics need several reductions of the same distance block (any /
     count / min along either axis), and one pass over blocks computes all of them
     with bounded memory. One GEMM per block (``|a|^2 + |b|^2 - 2ab``) in ``dtype``:
-    float32 is half the time of float64 but its rounding error (about 1e-7 of the
-    squared norms) can put a copy of a record outside a radius-0 ball; callers that
-    compare with radii use float64 and settle the rounding band exactly
-    (``precision_recall``).
+    float32 is half the time of float64, but its rounding error (up to about
+    ``2 (dim + 2) 6e-8`` of the squared norms, ``rounding_band``) can put a copy of a
+    record outside a radius-0 ball: callers that compare with radii settle the pairs
+    within that band by exact distances (``precision_recall``).
     """
     a32, b32 = a.to(dtype), b.to(dtype)
     bb = (b32 * b32).sum(1)
@@ -166,6 +166,16 @@ def pairwise_blocks(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048, dtype: 
         d2 = torch.addmm(bb[None, :], blk, b32.T, alpha=-2.0)
         d2.add_((blk * blk).sum(1)[:, None]).clamp_(min=0)
         yield start, d2
+
+
+def rounding_band(aa: torch.Tensor, bb: torch.Tensor, dim: int) -> torch.Tensor:
+    """A bound on the float32 GEMM error of squared distances with squared norms ``aa`` (rows) and ``bb`` (columns).
+
+    Each dot product of ``dim`` terms is off by at most ``dim * u * sum|a_i b_i|`` (u = 2**-24),
+    below ``dim * u * (|a|^2 + |b|^2) / 2``, plus the roundings of the norms and the sum: the
+    band below is twice that, with two more terms.
+    """
+    return (2 * (dim + 2) * 2.0 ** -24) * (aa[:, None] + bb[None, :]) + 1e-30
 
 
 def exact_distances(a: torch.Tensor, b: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -181,11 +191,11 @@ def knn_distances(a: torch.Tensor, b: torch.Tensor | None = None, k: int = 1, ch
     """
     self_ref = b is None
     b = a if self_ref else b
-    # candidates from float64 blocks, two spare ones so that a near-tie at the k-th place is
-    # settled by the exact distances below
-    extra = min(k + 2, len(b) - (1 if self_ref else 0))
+    # candidates from float32 blocks (half the time of float64), four spare ones so that a
+    # near-tie at the k-th place (within float32 rounding) is settled by the exact distances below
+    extra = min(k + 4, len(b) - (1 if self_ref else 0))
     idxs = []
-    for start, d in pairwise_blocks(a, b, chunk, torch.float64):
+    for start, d in pairwise_blocks(a, b, chunk):
         if self_ref:
             rows = torch.arange(len(d))
             d[rows, rows + start] = float("inf")
