@@ -53,7 +53,7 @@ ALLOWED = (ValueError, KeyError, TypeError, FileNotFoundError, NotImplementedErr
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
-# per family and entry point: 6 entry points + damaged files = 280 examples per family
+# per family and entry point: 6 entry points + damaged files at 40, fit options at 10: 290 examples per family
 EXAMPLES = int(os.environ.get("PROBGEN_PROPERTY_EXAMPLES", 40))
 
 
@@ -240,6 +240,27 @@ def test_bad_training_data(family, data):
     result, exc = check_clear(lambda: model.fit(bad, progress=False, seed=0, **short_options(case.fit_options)))
     if kind == "empty":
         assert isinstance(exc, ValueError), f"fit on zero examples must raise ValueError, got {result!r}"
+
+
+BAD_OPTIONS = {"inference": ["nope", 3, None, "SVI"], "steps": [0, -1, 1.5, "2", True], "epochs": [0, -2, "x"],
+               "lr": [0, -1.0, "x", float("nan")], "batch_size": [0, -4, 2.5], "seed": [-1, "s", 2 ** 40],
+               "device": ["nope", 7, "cuda:99"], "distributed": ["x", -1, 0], "validation": ["x", 3],
+               "patience": [-1, "x"], "callbacks": [3, "x"], "progress": ["x"], "zz_unknown_option": [1]}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=EXAMPLES // 4, **SETTINGS)
+@given(data=st.data())
+def test_bad_fit_options(family, data):
+    case = fitted(family)
+    key = data.draw(st.sampled_from(sorted(BAD_OPTIONS)))
+    options = {**short_options(case.fit_options), "progress": False, "seed": 0}
+    options[key] = data.draw(st.sampled_from(BAD_OPTIONS[key]))
+    try:
+        model = copy.deepcopy(case.model)
+    except Exception:  # noqa: BLE001
+        model = probgen.models.get(family)._contract_case().model
+    check_clear(lambda: probgen.fit(model, case.data, **options))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ...core.base import ContractCase, Model
 from ...core.checks import check_positive, unknown_key
 from ...core.result import FitResult
+from ...core.random import check_seed
 from ...core.engines import implements
 from .rbm import _bernoulli
 
@@ -168,7 +169,7 @@ class RecommenderRBM(Model):
         # visible biases: log frequency of each level per item (smoothed), as in the paper
         freq = torch.bincount(t[:, 1] * k + t[:, 2], minlength=len(items) * k).float().reshape(-1, k) + 0.5
         self.b = (freq / freq.sum(1, keepdim=True)).log().reshape(-1)
-        g = torch.Generator().manual_seed(0 if options.get("seed") is None else int(options["seed"]))
+        g = torch.Generator().manual_seed(0 if check_seed(options.get("seed")) is None else int(options["seed"]))
         self.W = 0.01 * torch.randn(len(items) * k, self.n_hidden, generator=g)
         self.c = torch.zeros(self.n_hidden)
         self.U = torch.zeros(k, self.n_hidden)
