@@ -110,14 +110,26 @@ def draw_network(graph, node_color: Any = None, ax=None, title: str | None = Non
     return ax
 
 
-def save_figure(ax_or_fig, path: str | os.PathLike) -> str:
-    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it."""
+def save_figure(ax_or_fig, path: str | os.PathLike, provenance: dict | None = None) -> str:
+    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it.
+
+    Every PNG carries a provenance stamp as a text chunk (read back by ``probgen.provenance(path)``):
+    ``provenance`` (``probgen.responsible.stamp(model, seed)``: family, model hash, seed) or, when
+    not given, one that names only probgen, its version and the time.
+    """
     import matplotlib.pyplot as plt
 
     fig = getattr(ax_or_fig, "figure", ax_or_fig)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    meta = None
+    if str(path).lower().endswith(".png"):
+        import json
+
+        from .responsible.provenance import KEY, stamp
+
+        meta = {KEY: json.dumps(stamp() if provenance is None else provenance)}
+    fig.savefig(path, dpi=110, **({"metadata": meta} if meta else {}))
     plt.close(fig)
     return str(path)
 

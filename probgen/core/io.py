@@ -59,8 +59,12 @@ class ModelFileError(ValueError):
     """
 
 
-def save(model: Model, path: str | os.PathLike) -> Path:
+def save(model: Model, path: str | os.PathLike, card: bool | str = False) -> Path:
     """Write ``model`` to ``path`` atomically (a temporary file, then a rename).
+
+    ``card=True`` also writes a model card (``probgen.model_card(model)``) beside the file as
+    ``<name>.card.md``; ``card="..."`` writes that Markdown instead (e.g. a card built with
+    the FitResult and a quality report).
 
     Example:
         >>> import probgen, tempfile, os
@@ -106,7 +110,20 @@ def save(model: Model, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _responsible_hook(model, path, payload, card)
     return path
+
+
+def _responsible_hook(model: Model, path: Path, data: bytes, card: bool | str = False) -> None:
+    """Remember the file a model was saved to / loaded from (for provenance stamps); write its card."""
+    from ..responsible.card import card_path, model_card
+    from ..responsible.provenance import remember_file
+
+    remember_file(model, path, data)
+    if card is not False and card is not None:
+        if not isinstance(card, (bool, str)):
+            raise ValueError(f"card: expected True or the Markdown of a model card, got {type(card).__name__}")
+        card_path(path).write_text(model_card(model) if card is True else card)
 
 
 def load(path: str | os.PathLike, device: str | torch.device | None = None) -> Model:
@@ -174,6 +191,7 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> M
     model.eval()
     if device is not None:
         model.to(resolve_device(device))
+    _responsible_hook(model, path, raw)
     return model
 
 

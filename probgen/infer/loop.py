@@ -91,6 +91,12 @@ def train(
     """
     if (loss_fn is None) == (step_fn is None):
         raise TypeError("train: give exactly one of loss_fn and step_fn")
+    if opts.privacy is not None:  # DP-SGD: Poisson batches, per-record clipping, noise (infer/privacy.py)
+        from .privacy import train_private
+
+        return train_private(model, tensors, opts, engine=engine, loss_fn=loss_fn, step_fn=step_fn,
+                             eval_fn=eval_fn, val_tensors=val_tensors, default_steps=default_steps,
+                             parameters=parameters, warmup=warmup)
     if segment_fn is not None and step_fn is None:
         raise TypeError("train: segment_fn goes with step_fn")
     n = require_examples(len(tensors[0]), "data")

@@ -21,6 +21,8 @@ class FitOptions:
     improved and the best weights are restored. ``callbacks`` are called as
     ``cb(step, record, model)`` after each step; one returning ``True`` stops.
     ``checkpoint`` is a path that ``probgen.save`` writes at each evaluation.
+    ``privacy`` (a dict such as ``{"epsilon": 3.0, "delta": 1e-5, "max_grad_norm": 1.0}``)
+    trains with DP-SGD (see ``probgen.infer.privacy``).
     """
 
     steps: int | None = None
@@ -39,6 +41,7 @@ class FitOptions:
     checkpoint: Any = None
     progress: bool = True
     distributed: bool = False
+    privacy: Any = None
     extra: dict = field(default_factory=dict)
 
 
