@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 from ..core.checks import check_positive
-from ..core.random import resolve_device
+from ..core.random import check_seed, resolve_device
 
 
 @dataclass
@@ -81,4 +81,7 @@ def parse_options(engine: str, options: dict, extra: dict[str, Any] | None = Non
         raise ValueError("patience: early stopping needs validation data (validation=...)")
     if callable(opts.callbacks):
         opts.callbacks = (opts.callbacks,)
+    if not isinstance(opts.callbacks, (list, tuple)) or not all(callable(c) for c in opts.callbacks):
+        raise ValueError(f"callbacks: expected a callable or a list of callables, got {opts.callbacks!r}")
+    check_seed(opts.seed)
     return opts
