@@ -32,6 +32,8 @@ def as_rolls(x: Any, n_pitches: int, name: str = "rolls") -> list[torch.Tensor]:
     as a list of float tensors; ``ValueError`` naming ``name`` otherwise."""
     if hasattr(x, "rolls") and hasattr(x, "low"):
         x = x.rolls
+    if isinstance(x, (list, tuple)) and len(x) == 0:
+        return []  # no pieces: scoring answers zero rows (fit refuses them in prepare_data)
     if isinstance(x, (torch.Tensor, np.ndarray)) and np.ndim(x) == 2:
         items = [x]
     elif isinstance(x, (torch.Tensor, np.ndarray)) and np.ndim(x) == 3:
@@ -123,6 +125,14 @@ class MusicModel(Model):
     """
 
     max_sample_frames = 100_000
+    #: keyword options ``sample`` / ``harmonize`` pass on to the family's generator
+    generate_options: tuple[str, ...] = ()
+
+    def _check_options(self, options: dict) -> None:
+        unknown = sorted(set(options) - set(self.generate_options))
+        if unknown:
+            valid = ", ".join(("seed", "primer", "num_pieces") + self.generate_options)
+            raise ValueError(f"sample: unknown option {unknown[0]!r} for {type(self).__name__}; valid options: {valid}")
 
     def _init_music(self, n_pitches: int, low_pitch: int, resolution: str) -> None:
         check_positive("n_pitches", n_pitches, integer=True)
@@ -140,12 +150,17 @@ class MusicModel(Model):
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
         """Rolls -> ``(padded (n, T, P), lengths (n,))`` for the minibatch loop."""
-        return pad_rolls(self.rolls(data, name))
+        rolls = self.rolls(data, name)
+        if not rolls:
+            raise ValueError(f"{name}: expected at least one piece, got none")
+        return pad_rolls(rolls)
 
     # --------------------------------------------------------------- scoring
     def frame_log_prob(self, x: Any) -> list[torch.Tensor]:
         """Per piece, the log-probability of each frame given the frames before it."""
         rolls = self.rolls(x)
+        if not rolls:
+            return []
         padded, lengths = pad_rolls(rolls)
         with torch.no_grad():
             lp = self._frame_log_prob(padded.to(self.device), lengths.to(self.device)).cpu()
@@ -153,17 +168,21 @@ class MusicModel(Model):
 
     def log_prob(self, x: Any) -> torch.Tensor:
         """Log-probability of each piece (sum over its frames), nats."""
-        return torch.stack([f.sum() for f in self.frame_log_prob(x)])
+        frames = self.frame_log_prob(x)
+        return torch.stack([f.sum() for f in frames]) if frames else torch.zeros(0)
 
     def nll_per_frame(self, x: Any) -> float:
         """Negative log-likelihood per frame over all pieces (the JSB Chorales measure), nats."""
         lps = self.frame_log_prob(x)
+        if not lps:
+            raise ValueError("rolls: expected at least one piece to score, got none")
         return float(-sum(float(f.double().sum()) for f in lps) / sum(len(f) for f in lps))
 
     # ------------------------------------------------------------ generation
     def _check_frames(self, n_frames: Any) -> int:
         if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames <= 0:
-            raise ValueError(f"n_frames: expected a positive integer number of frames, got {n_frames!r}")
+            # "n:" as every family's sample(n) says it; here n counts frames (the argument n_frames)
+            raise ValueError(f"n: expected a positive integer, got {n_frames!r} (n_frames: the number of frames)")
         if n_frames > self.max_sample_frames:
             raise ValueError(f"n_frames: at most {self.max_sample_frames}, got {n_frames}")
         return int(n_frames)
@@ -196,6 +215,7 @@ class MusicModel(Model):
         primer verbatim and continues it; ``n_frames`` counts the primer's frames too.
         """
         n_frames = self._check_frames(n_frames)
+        self._check_options(options)
         n = 1 if num_pieces is None else int(check_positive("num_pieces", num_pieces, integer=True))
         clamp = torch.full((n, n_frames, self.n_pitches), -1.0)
         if primer is not None:
@@ -216,6 +236,7 @@ class MusicModel(Model):
         frame the soprano note is fixed on and every pitch above it off; the model samples the
         rest conditioned on them (how exactly depends on the family: see its docstring).
         """
+        self._check_options(options)
         if isinstance(soprano, (torch.Tensor, np.ndarray)):
             soprano = np.asarray(soprano).tolist()
         if not isinstance(soprano, (list, tuple)) or not soprano:

@@ -171,7 +171,7 @@ class DeepMarkovModel(MusicModel):
                 padded, lengths = r[None].to(self.device), torch.tensor([len(r)], device=self.device)
                 terms = self._bound_terms(padded, lengths, num_particles).sum(-1)[:, 0]  # (k,)
                 out.append(torch.logsumexp(terms, 0) - math.log(num_particles))
-        return torch.stack(out).cpu()
+        return torch.stack(out).cpu() if out else torch.zeros(0)
 
     def frame_log_prob(self, x: Any) -> list[torch.Tensor]:
         """Not available per frame for a latent-variable model: use ``log_prob`` (a bound per piece)."""
@@ -180,6 +180,8 @@ class DeepMarkovModel(MusicModel):
     def nll_per_frame(self, x: Any, num_particles: int = 100, seed: int | None = 0) -> float:
         """Upper bound on the negative log-likelihood per frame (from the importance-weighted bound)."""
         rolls = self.rolls(x)
+        if not rolls:
+            raise ValueError("rolls: expected at least one piece to score, got none")
         lp = self.log_prob(rolls, num_particles=num_particles, seed=seed)
         return float(-lp.double().sum() / sum(len(r) for r in rolls))
 

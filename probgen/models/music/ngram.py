@@ -107,6 +107,8 @@ class ChordNGram(MusicModel):
 
         opts = parse_options("exact", options)
         rolls = self.rolls(data, "data")
+        if not rolls:
+            raise ValueError("data: expected at least one piece, got none")
         counts: dict[tuple[int, ...], int] = {}
         for r in rolls:
             for f in r.numpy() > 0.5:

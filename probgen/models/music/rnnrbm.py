@@ -54,6 +54,7 @@ class RNNRBM(MusicModel):
     family = "rnn_rbm"
     default_inference = "mcmc"
     log_prob_kind = "exact"
+    generate_options = ("gibbs_steps",)
 
     def __init__(self, n_pitches: int, low_pitch: int = 0, resolution: str = "quarter", n_hidden: int = 16,
                  rnn_hidden: int = 64, k: int = 5, pretrain_epochs: int = 5, gibbs_steps: int = 50):
@@ -141,6 +142,8 @@ class RNNRBM(MusicModel):
         from ...infer.mcmc import fit_mcmc
 
         rolls = self.rolls(data, "data")
+        if not rolls:
+            raise ValueError("data: expected at least one piece, got none")
         options.setdefault("lr", 0.01)
         lr = float(check_positive("lr", options["lr"]))
         if self.pretrain_epochs:
