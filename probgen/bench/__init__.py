@@ -32,6 +32,7 @@ _BENCHES = {
     "diffusion": "diffusion",
     "quality": "quality",
     "scale": "scale",
+    "music": "music",
     "privacy": "privacy",
     "anomaly": "anomaly",
 }

@@ -200,15 +200,18 @@ class MarkovChain(Model, PyroModule):
             raise ValueError(f"data: order {self.order} needs at least one sequence longer than {self.order} states; "
                              f"the longest has {longest}")
         k, n = self.num_states, self.order
-        counts = torch.zeros(k ** n * k, dtype=torch.float64)
-        occupancy = torch.zeros(k ** n, dtype=torch.float64)
+        # gather every sequence's windows, then count once: one dense bincount per sequence
+        # costs O(K**(n+1)) each, which dominates for many short sequences over many states
+        windows, moves = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
         for seq in self.encode_sequences(seqs, "data"):
             if len(seq) < n:
                 continue
             ctx = _context_index(seq.unfold(0, n, 1), k)  # every window of n states
-            occupancy += torch.bincount(ctx, minlength=k ** n).double()
+            windows.append(ctx)
             if len(seq) > n:
-                counts += torch.bincount(ctx[:-1] * k + seq[n:], minlength=k ** n * k).double()
+                moves.append(ctx[:-1] * k + seq[n:])
+        occupancy = torch.bincount(torch.cat(windows), minlength=k ** n).double()
+        counts = torch.bincount(torch.cat(moves), minlength=k ** n * k).double()
         return counts.reshape(k ** n, k), occupancy
 
     def _store(self, counts: torch.Tensor, occupancy: torch.Tensor, transition: torch.Tensor) -> None:
