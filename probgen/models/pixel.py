@@ -28,6 +28,7 @@ from torch.distributions import constraints
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive, class_labels
 from ..core.progress import progress_bar
+from ..core.rows import cat_rows
 from ..nn.masked import DiagonalBiLSTM, GatedBlock, MaskedConv2d, RowLSTM, gate, lstm_cell
 
 _OUTPUTS = ("bernoulli", "categorical", "logistic")
@@ -192,7 +193,7 @@ class _PixelModel(Model):
         with torch.no_grad():
             parts = [self._pixel_log_probs(self(x[s:s + batch_size], None if y is None else y[s:s + batch_size]),
                                            self._levels_of(x[s:s + batch_size])) for s in range(0, len(x), batch_size)]
-        return torch.cat(parts)
+        return cat_rows(parts, x.new_zeros((0, *x.shape[-2:])))
 
     def log_prob(self, x: Any, y: Any = None, batch_size: int = 500) -> torch.Tensor:
         """Exact log-likelihood in nats of each image (for grayscale: of its 256-level pixel values).
@@ -330,7 +331,7 @@ class _PixelModel(Model):
         from ..gallery import TourSection, demo_source
         from ..plot import sample_grid, save_figure
 
-        epochs = 3 if quick else 40
+        epochs = 2 if quick else 15
         name = cls.__name__
 
         def demo():
@@ -476,11 +477,11 @@ class PixelCNN(_PixelModel):
     def _tiny(cls) -> "PixelCNN":
         return cls(image_shape=(8, 8), channels=8, layers=2, first_kernel=5)
 
-    _tour_model_code = "probgen.models.PixelCNN(image_shape=(8, 8), channels=32, layers=4, first_kernel=5)"
+    _tour_model_code = "probgen.models.PixelCNN(image_shape=(8, 8), channels=24, layers=3, first_kernel=5)"
 
     @classmethod
     def _tour_model(cls) -> "PixelCNN":
-        return cls(image_shape=(8, 8), channels=32, layers=4, first_kernel=5)
+        return cls(image_shape=(8, 8), channels=24, layers=3, first_kernel=5)
 
 
 class PixelRNN(_PixelModel):
@@ -620,8 +621,8 @@ class PixelRNN(_PixelModel):
     def _tiny(cls) -> "PixelRNN":
         return cls(image_shape=(8, 8), layer="row", hidden=8, layers=1, first_kernel=5)
 
-    _tour_model_code = "probgen.models.PixelRNN(image_shape=(8, 8), layer='row', hidden=32, layers=2, first_kernel=5)"
+    _tour_model_code = "probgen.models.PixelRNN(image_shape=(8, 8), layer='row', hidden=24, layers=1, first_kernel=5)"
 
     @classmethod
     def _tour_model(cls) -> "PixelRNN":
-        return cls(image_shape=(8, 8), layer="row", hidden=32, layers=2, first_kernel=5)
+        return cls(image_shape=(8, 8), layer="row", hidden=24, layers=1, first_kernel=5)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ...core.base import ContractCase, Model
 from ...core.checks import check_positive, unknown_key
 from ...core.result import FitResult
+from ...core.random import check_seed
 from ...core.engines import implements
 from ..recommend.interface import Recommender
 from .rbm import _bernoulli
@@ -125,11 +126,11 @@ class RecommenderRBM(Recommender, Model):
         return len(self.levels)
 
     # ------------------------------------------------------------ data
-    def _triples(self, data: Any, name: str) -> torch.Tensor:
+    def _triples(self, data: Any, name: str, allow_empty: bool = False) -> torch.Tensor:
         """(user index, item index, level index) rows for known users and items."""
         from ..recommend.interface import ratings_frame
 
-        df = ratings_frame(data, self.columns, name)
+        df = ratings_frame(data, self.columns, name, allow_empty=allow_empty)
         return torch.stack([self._lookup(df[self.columns[0]], "user", name),
                             self._lookup(df[self.columns[1]], "item", name),
                             self._levels_of(df[self.columns[2]], name)], 1)
@@ -170,7 +171,7 @@ class RecommenderRBM(Recommender, Model):
         # visible biases: log frequency of each level per item (smoothed), as in the paper
         freq = torch.bincount(t[:, 1] * k + t[:, 2], minlength=len(items) * k).float().reshape(-1, k) + 0.5
         self.b = (freq / freq.sum(1, keepdim=True)).log().reshape(-1)
-        g = torch.Generator().manual_seed(0 if options.get("seed") is None else int(options["seed"]))
+        g = torch.Generator().manual_seed(0 if check_seed(options.get("seed")) is None else int(options["seed"]))
         self.W = 0.01 * torch.randn(len(items) * k, self.n_hidden, generator=g)
         self.c = torch.zeros(self.n_hidden)
         self.U = torch.zeros(k, self.n_hidden)
@@ -281,7 +282,9 @@ class RecommenderRBM(Recommender, Model):
     def score(self, ratings: pd.DataFrame) -> torch.Tensor:
         """Surprise of each rating, -log p(rating | the user's training ratings) (higher = more anomalous)."""
         self._require_fitted("score")
-        t = self._triples(ratings, "ratings")
+        t = self._triples(ratings, "ratings", allow_empty=True)
+        if not len(t):  # the empty-batch rule (probgen.core.rows)
+            return torch.zeros(0, dtype=self.W.dtype)
         probs = self._level_probs(t[:, 0], t[:, 1])
         return -probs[torch.arange(len(t)), t[:, 2]].log()
 
@@ -339,3 +342,4 @@ class RecommenderRBM(Recommender, Model):
 def _plain(x: Any) -> Any:
     """NumPy scalars to Python ones (JSON-safe ids)."""
     return x.item() if isinstance(x, np.generic) else x
+

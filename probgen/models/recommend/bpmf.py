@@ -112,7 +112,7 @@ class BayesianMF(Recommender, Model):
         self._require_fitted(name)
         if isinstance(data, tuple) and len(data) == 3 and all(isinstance(t, torch.Tensor) for t in data):
             return data
-        df = ratings_frame(data, self.columns, name)
+        df = ratings_frame(data, self.columns, name, allow_empty=name != "data")
         self._check_scale(df[self.columns[2]].to_numpy(dtype=float), name)
         return (self._lookup(df[self.columns[0]], "user", name), self._lookup(df[self.columns[1]], "item", name),
                 torch.tensor(df[self.columns[2]].to_numpy(dtype=np.float32)))

@@ -34,7 +34,8 @@ def _plain(x: Any) -> Any:
     return x.item() if isinstance(x, np.generic) else x
 
 
-def ratings_frame(data: Any, columns: Sequence[str], name: str = "data", need_rating: bool = True) -> pd.DataFrame:
+def ratings_frame(data: Any, columns: Sequence[str], name: str = "data", need_rating: bool = True,
+                  allow_empty: bool = False) -> pd.DataFrame:
     """Check a ratings table and return its (user, item[, rating]) columns.
 
     Raises ``ValueError`` for a non-DataFrame, an empty table, missing values, non-numeric or
@@ -55,7 +56,7 @@ def ratings_frame(data: Any, columns: Sequence[str], name: str = "data", need_ra
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise KeyError(f"{name}: missing column(s) {missing}; expected {cols} (set user_col/item_col/rating_col)")
-    if data.empty:
+    if len(data) == 0 and not allow_empty:  # queries of zero rows answer zero rows (probgen.core.rows)
         raise ValueError(f"{name}: no ratings (an empty table)")
     df = data[cols]
     if df.isna().any().any():
@@ -74,6 +75,14 @@ def ratings_frame(data: Any, columns: Sequence[str], name: str = "data", need_ra
         raise ValueError(f"{name}: the (user, item) pair ({_plain(u)!r}, {_plain(i)!r}) appears {count} times; "
                          "give each pair once")
     return df
+
+
+def _sorted_ids(column: pd.Series, what: str, name: str) -> list:
+    """The distinct ids of a column, sorted; ``ValueError`` when they mix kinds (numbers and text)."""
+    try:
+        return sorted(_plain(v) for v in column.unique())
+    except TypeError:
+        raise ValueError(f"{name}: the {what} ids mix kinds (numbers and text, say); use one kind of id") from None
 
 
 class Recommender:
@@ -146,8 +155,7 @@ class Recommender:
                 raise ValueError(f"{name}: rating {r[bad][0]!r} is outside the rating scale [{lo}, {hi}] "
                                  "(rating_scale=...)")
         scale = self._fixed_scale or (float(r.min()), float(r.max()))
-        users = sorted(_plain(u) for u in df[ucol].unique())
-        items = sorted(_plain(i) for i in df[icol].unique())
+        users, items = _sorted_ids(df[ucol], "user", name), _sorted_ids(df[icol], "item", name)
         titles = None
         if self.title_col and isinstance(data, pd.DataFrame) and self.title_col in data.columns:
             by_item = data.drop_duplicates(icol).set_index(icol)[self.title_col]

@@ -331,6 +331,8 @@ class MultVAE(Recommender, Model):
         self._require_fitted("log_prob")
         parts = self.prepare_data(x, "x")
         x, seen = parts[0].to(self.device), parts[-1].to(self.device)
+        if len(x) == 0:  # zero users answer zero rows (probgen.core.rows)
+            return torch.zeros(0, device=self.device)
         was = self.training
         self.eval()
         try:
