@@ -92,7 +92,7 @@ class RecommenderRBM(Recommender, Model):
         self.k_max, self.conditional = int(k_max or k), conditional
         self._init_recommender(user_col, item_col, rating_col, title_col, rating_scale)
         self._alloc()
-        self.register_load_state_dict_post_hook(lambda module, keys: module._reindex())
+        self.register_load_state_dict_post_hook(lambda module, keys: module._after_load())
 
     # ------------------------------------------------------------ state
     def _alloc(self, implicit: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -115,11 +115,29 @@ class RecommenderRBM(Recommender, Model):
         self._level_index = {r: j for j, r in enumerate(self.levels)}
 
     def get_state_json(self) -> dict:
-        return self._catalog_state()
+        state = self._catalog_state()
+        if getattr(self, "_legacy", False):
+            state.pop("n_train")
+        return state
 
     def set_state_json(self, state: dict) -> None:
+        # files saved before the shared recommending interface have no "n_train" and hold only
+        # train_levels: the training ratings are rebuilt from it after loading (_after_load)
+        self._legacy = "n_train" not in state
+        if self._legacy and state.get("levels"):
+            state = {**state, "rating_scale": [min(state["levels"]), max(state["levels"])]}
         self._restore_catalog(state)
         self._alloc()
+        if self._legacy:
+            for name in ("train_user", "train_item", "train_rating", "D", "rated_mask"):
+                self._non_persistent_buffers_set.add(name)
+
+    def _after_load(self) -> None:
+        self._reindex()
+        if getattr(self, "_legacy", False):
+            user, item = torch.nonzero(self.train_levels >= 0, as_tuple=True)  # sorted by user, then item
+            self.train_user, self.train_item = user, item
+            self.train_rating = torch.tensor(self.levels, dtype=torch.float32)[self.train_levels[user, item].long()]
 
     @property
     def num_levels(self) -> int:
