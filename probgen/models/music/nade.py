@@ -121,6 +121,7 @@ class RollNADE(MusicModel):
             ctx = step[:, 0]
         return out
 
+    # lr chosen between 0.01 and 0.02 by the NLL on 5 validation chorales (not the test ones)
     tour_budget = {"full": ({"rnn_hidden": 48, "nade_hidden": 24}, {"steps": 150, "batch_size": 8, "lr": 0.02}, 20),
                    "quick": ({"rnn_hidden": 32, "nade_hidden": 16}, {"steps": 40, "batch_size": 8, "lr": 0.02}, 8)}
 
