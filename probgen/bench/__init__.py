@@ -31,6 +31,7 @@ _BENCHES = {
     "diffusion": "diffusion",
     "quality": "quality",
     "scale": "scale",
+    "semisupervised": "semisupervised",
 }
 
 

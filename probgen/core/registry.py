@@ -34,6 +34,9 @@ BUILTIN_FAMILIES: dict[str, str] = {
     "pixel_rnn": "probgen.models.pixel:PixelRNN",
     "flow": "probgen.models.flows:Flow",
     "diffusion": "probgen.models.diffusion:Diffusion",
+    "semi_supervised_vae": "probgen.models.semisupervised:SemiSupervisedVAE",
+    "stacked_semi_supervised_vae": "probgen.models.semisupervised:StackedSemiSupervisedVAE",
+    "semi_supervised_gan": "probgen.models.semisupervised:SemiSupervisedGAN",
 }
 
 _FAMILIES: dict[str, type | str] = dict(BUILTIN_FAMILIES)
