@@ -278,3 +278,12 @@ class SemiSupervisedGAN(Model):
         labels = torch.where(torch.arange(60) < 15, y, -1)
         model = cls(num_classes=3, latent_dim=2, hidden=(8,), critic_hidden=(8,))
         return ContractCase(model, (x, labels), {"steps": 10}, log_prob_data=x[:4])
+
+
+def _gan_tour(cls, out_dir, quick: bool = False):
+    from .vae import _tour
+
+    return _tour(cls, out_dir, quick)
+
+
+SemiSupervisedGAN.tour = classmethod(_gan_tour)
