@@ -615,7 +615,8 @@ def _tour(cls, out_dir: str, quick: bool):
         read = digit_agreement(samples, asked)
         figures["samples read as the digit asked for"] = f"{100 * read:.0f}%"
         caption = "sample(6, label=c) for the digits 0-9, one row each (pixel probabilities)"
-    path = save_figure(sample_grid(samples, nrow=6 if name != "SemiSupervisedGAN" else 10, title=caption),
+    title = "generator draws" if name == "SemiSupervisedGAN" else "sample(6, label=c), c = 0-9 by row"
+    path = save_figure(sample_grid(samples, nrow=6 if name != "SemiSupervisedGAN" else 10, title=title),
                        os.path.join(out_dir, f"{cls.family}.png"))
     works = error < supervised_error
     note = "" if works else ("At this budget the model does not beat the supervised baseline on 8x8 digits; "
