@@ -96,7 +96,14 @@ def label_draw(y: torch.Tensor, n_labels: int, seed: int, num_classes: int = 10)
 
 
 def hide_labels(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Hide ``fraction`` of each class's known labels (the validation labels); returns (labels, hidden rows)."""
+    """Hide ``fraction`` of each class's known labels (the validation labels); returns (labels, hidden rows).
+
+    Example:
+        >>> lab = torch.tensor([0, 0, 0, 1, 1, 1, -1])
+        >>> kept, hidden = hide_labels(lab, 0.3, seed=0)
+        >>> len(hidden), int((kept >= 0).sum())
+        (2, 4)
+    """
     rng = np.random.Generator(np.random.PCG64(10_000 + seed))
     out, hidden = labels.clone(), []
     for c in labels[labels >= 0].unique().tolist():
