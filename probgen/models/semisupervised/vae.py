@@ -21,7 +21,7 @@ from pyro import poutine
 from torch import nn
 
 from ...core.base import ContractCase, Model
-from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability
+from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability, class_labels
 from ...core.engines import implements
 from ...core.random import seeded
 from ...nn.mlp import MLP
@@ -357,9 +357,7 @@ class SemiSupervisedVAE(Model):
         return self.predict_proba(x).argmax(-1)
 
     def _label_arg(self, label: Any, n: int, name: str = "label") -> torch.Tensor:
-        if isinstance(label, (int,)) and not isinstance(label, bool):
-            label = torch.full((n,), label, dtype=torch.long)
-        return check_labels(label, self.num_classes, name, length=n).to(self.device)
+        return class_labels(label, self.num_classes, n, name).to(self.device)
 
     def encode(self, x: Any, y: Any = None) -> torch.Tensor:
         """The style code E[z | x, y] ``(n, latent_dim)``; without ``y`` the predicted class is used."""
