@@ -207,6 +207,7 @@ def _sklearn_error(name: str, params: dict, x: np.ndarray, labels: np.ndarray, x
 
 def _sklearn_row(setting: dict, labels: torch.Tensor, seed: int) -> dict:
     """Every scikit-learn method, its parameters chosen on the hidden validation labels, then refitted."""
+    torch.set_num_threads(1)
     d = _data(setting["data"])
     x = d["train"]["x"].reshape(len(labels), -1).numpy()
     xt, yt = d["test"]["x"].reshape(len(d["test"]["y"]), -1).numpy(), d["test"]["y"].numpy()
@@ -240,6 +241,9 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
         labels0 = label_draw(y_train, n0, d0)
         fit_labels, hidden = hide_labels(labels0, 0.3, d0)
         m1_job = submit(_fit_m1, setting)
+        # scikit-learn's fits (one job per label count and draw) go to the pool too
+        sk_jobs = {(n, draw): submit(_sklearn_row, setting, label_draw(y_train, n, draw), draw)
+                   for n in setting["labels"] for draw in setting["draws"]}
         futures = {(m, i): submit(_probgen_job, m, setting, c, fit_labels, None, d0, hidden)
                    for m in PROBGEN if m != "M1+M2" for i, c in enumerate(setting[m][2])}
         m1_state, m1_cpu = m1_job.result()
@@ -258,14 +262,10 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
                 labels = label_draw(y_train, n, draw)
                 for m in PROBGEN:
                     jobs[(n, draw, m)] = submit(_probgen_job, m, setting, chosen[m], labels, m1_state, draw, None)
-        # scikit-learn in this process meanwhile
         rows = []
-        for n in setting["labels"]:
-            for draw in setting["draws"]:
-                sk = _sklearn_row(setting, label_draw(y_train, n, draw), draw)
-                for name, r in sk.items():
-                    rows.append({"labels": n, "draw": draw, "method": name, "error": 100 * r["error"],
-                                 "cpu_s": r["cpu_s"]})
+        for (n, draw), fut in sk_jobs.items():
+            for name, r in fut.result().items():
+                rows.append({"labels": n, "draw": draw, "method": name, "error": 100 * r["error"], "cpu_s": r["cpu_s"]})
         for (n, draw, m), fut in progress_bar(jobs.items(), total=len(jobs), desc="probgen fits"):
             r = fut.result()
             rows.append({"labels": n, "draw": draw, "method": m, "error": 100 * r["error"], "cpu_s": r["cpu_s"]})
