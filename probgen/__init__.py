@@ -9,10 +9,11 @@ _pyro.settings.set(module_local_params=True)
 from . import datasets, infer, models  # noqa: E402
 from .core import FitResult, Model, load, save, seeded  # noqa: E402
 from .infer import run as fit  # noqa: E402
+from .infer.diagnostics import FitWarning  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "FitResult", "fit", "sample", "evaluate", "save", "load", "seeded", "datasets", "models", "infer",
+__all__ = ["Model", "FitResult", "FitWarning", "fit", "sample", "evaluate", "save", "load", "seeded", "datasets", "models", "infer",
            "__version__"]
 
 
