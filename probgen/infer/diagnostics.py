@@ -247,15 +247,23 @@ def critic_collapse(critic_loss: Any, equilibrium: float, window: float = 0.25) 
                 "penalty (r1_weight), lower critic_lr, or drop critic capacity (e.g. fourier=0)")
 
 
-def sample_spread(real: torch.Tensor, fake: torch.Tensor, max_points: int = 512) -> float:
+def sample_spread(real: torch.Tensor, fake: torch.Tensor, groups: torch.Tensor | None = None,
+                  max_points: int = 512) -> float:
     """Mean pairwise distance of ``fake`` over that of ``real`` (flattened examples, at most
-    ``max_points`` each): about 1 for a healthy generator, near 0 for collapsed samples.
+    ``max_points`` each): about 1 for a healthy generator, near 0 for collapsed samples. With
+    ``groups`` (a label per row of both), the smallest ratio over the groups of two or more rows:
+    a conditional generator that collapses within one class is caught too.
 
     Example:
         >>> x = torch.randn(200, 2)
         >>> round(sample_spread(x, x), 2), sample_spread(x, torch.zeros(200, 2)) < 0.01
         (1.0, True)
     """
+    if groups is not None:
+        ratios = [sample_spread(real[groups == g], fake[groups == g], None, max_points)
+                  for g in torch.unique(groups) if int((groups == g).sum()) > 1]
+        ratios = [r for r in ratios if math.isfinite(r)]
+        return min(ratios) if ratios else math.nan
     real = real[:max_points].reshape(min(len(real), max_points), -1).float()
     fake = fake[:max_points].reshape(min(len(fake), max_points), -1).float()
     d_real = torch.pdist(real).mean() if len(real) > 1 else torch.tensor(0.0)

@@ -277,6 +277,21 @@ class GAN(Model):
             for p in params:
                 p.requires_grad_(True)
 
+    @property
+    def critic_equilibrium_loss(self) -> float | None:
+        """The critic's loss when it cannot tell real from fake (all scores 0), for the collapse check
+        of ``FitResult.diagnostics()``; ``None`` for the Wasserstein loss, which has no fixed optimum."""
+        return {"hinge": 2.0, "non_saturating": 2 * math.log(2)}.get(self.loss)
+
+    @torch.no_grad()
+    def diagnostic_samples(self, x: torch.Tensor, *cond: torch.Tensor) -> tuple:
+        """``(real, generated, groups)`` for the sample-collapse check: one generated example per real
+        one under the same conditions (``groups``: the class labels of a conditional GAN, else ``None``)."""
+        z = torch.randn(len(x), self.latent_dim, device=x.device)
+        fake = self._generate(self.sampling_generator, z, None, self._condition(*cond))
+        groups = cond[0] if cond and cond[0].dtype == torch.long and cond[0].dim() == 1 else None
+        return x, fake, groups
+
     def _critic_weights(self) -> list:
         cached = self.__dict__.get("_critic_weight_cache")
         if cached is None:  # module traversal per step costs as much as the 2-D step itself
