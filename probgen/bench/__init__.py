@@ -23,6 +23,7 @@ _BENCHES = {
     "gan-modes": "gan_modes",
     "gan-images": "gan_images",
     "gan-text": "gan_text",
+    "gan-robust": "gan_robust",
     "rbm": "rbm",
     "recommend": "recommend",
     "pixel-sampling": "pixel_sampling",

@@ -151,17 +151,18 @@ def mcmc_checks(idata: Any) -> list[dict]:
     chains, draws = int(post.sizes.get("chain", 1)), int(post.sizes.get("draw", 0))
 
     def worst(ds, fn):
+        # NaN (a scalar that never moved in some chain) counts as the worst value: the check fails
         values = [np.asarray(ds[v].values, dtype=float).ravel() for v in ds.data_vars]
         values = np.concatenate(values) if values else np.array([])
-        values = values[np.isfinite(values)]
-        return fn(values) if len(values) else math.nan
+        return math.nan if not len(values) or np.isnan(values).any() else float(fn(values))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ's own "shape validation" chatter on short chains
         if chains >= 2 and draws >= 4:
             r_hat = worst(az.rhat(idata), np.max)
             rows.append(_row("MCMC R-hat (max)", r_hat, THRESHOLDS["r_hat"], bool(r_hat <= THRESHOLDS["r_hat"]),
-                             "chains disagree: run more warmup_steps / num_samples, or reparameterise"))
+                             "chains disagree (NaN: a chain never moved): run more warmup_steps / num_samples, "
+                             "or reparameterise"))
         if draws >= 4:
             for method in ("bulk", "tail"):
                 ess = worst(az.ess(idata, method=method), np.min)
