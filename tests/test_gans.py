@@ -320,3 +320,27 @@ def test_mode_seeking_term_rewards_different_images_for_different_latents():
     assert collapsed == pytest.approx(1e5) and 0 < varied < 1e3  # identical images for different latents cost most
     with pytest.raises(ValueError, match="diversity_weight"):
         ConditionalGAN(num_classes=3, data_shape=(4,), diversity_weight=-1.0)
+
+
+def test_per_class_diversity_measure_sees_within_class_collapse():
+    """The gan-diversity bench's measure: real digits of each class score full recall / coverage against
+    the class, one repeated image per class (a generator collapsed within classes) scores almost none."""
+    from probgen.bench.gan_diversity import per_class_quality
+
+    d = probgen.datasets.load("digits", split="train")
+    pool = {c: d.x[d.y == c] for c in range(10)}
+    real = per_class_quality(lambda n, c: pool[c][torch.randperm(len(pool[c]))[:n]], d.x, d.y, n=100)
+    collapsed = per_class_quality(lambda n, c: pool[c][:1].expand(n, -1, -1, -1), d.x, d.y, n=100)
+    assert real["recall"] > 0.6 and real["coverage"] > 0.6
+    assert collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.1
+    assert collapsed["precision"] == 1.0  # each copy is a real digit: fidelity cannot see the collapse
+
+
+def test_gan_robust_and_diversity_benches_quick():
+    from probgen.bench import gan_diversity, gan_robust
+
+    frame = gan_robust.run(quick=True).frame()
+    assert set(frame.metric) >= {"collapsed seeds", "collapsed fits flagged", "healthy fits flagged"}
+    frame = gan_diversity.run(quick=True).frame()
+    scores = frame[frame.metric.str.startswith("per-class")]
+    assert len(scores) == 6 and ((scores.probgen >= 0) & (scores.probgen <= 1)).all()
