@@ -37,7 +37,7 @@ demo: install
 	$(VENV)/bin/probgen tour
 
 test: install-test
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -n $(JOBS) --dist loadgroup --nbmake tests notebooks
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -n $(JOBS) --dist loadgroup --nbmake --doctest-modules tests notebooks probgen
 
 clean:
 	rm -rf $(VENV) probgen-out .pytest_cache

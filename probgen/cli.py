@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -13,24 +12,22 @@ def _tour(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import probgen
+    from probgen import gallery, models
 
-    os.makedirs(args.out, exist_ok=True)
-    families = probgen.models.available()
+    families = models.available()
     if args.only:
+        unknown = sorted(set(args.only) - set(families))
+        if unknown:
+            print(f"probgen tour: unknown family {', '.join(unknown)}; valid: {', '.join(families)}", file=sys.stderr)
+            return 2
         families = [f for f in families if f in args.only]
-    print(f"probgen tour: {len(families)} families, pictures in {args.out}/", flush=True)
-    failures = 0
-    for name in families:
-        cls = probgen.models.get(name)
-        start = time.perf_counter()
-        try:
-            line = cls.tour(args.out, progress=False)
-        except Exception as exc:  # report and go on: the tour shows every family it can
-            failures += 1
-            line = f"FAILED: {type(exc).__name__}: {exc}"
-        print(f"  {name:<22} {time.perf_counter() - start:5.1f}s  {line}", flush=True)
-    return 1 if failures else 0
+    mode = " (quick)" if args.quick else ""
+    print(f"probgen tour{mode}: {len(families)} families, page and pictures in {args.out}/", flush=True)
+    start = time.perf_counter()
+    sections = gallery.run_tour(args.out, families, quick=args.quick, echo=lambda line: print(line, flush=True))
+    page = gallery.write_page(sections, args.out, quick=args.quick)
+    print(f"wrote {page} in {time.perf_counter() - start:.0f} s: open it in a browser", flush=True)
+    return 1 if any(s.verdict == "failed" for s in sections) else 0
 
 
 def _datasets(args) -> int:
@@ -71,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tour", help="a short run through every model family on embedded data")
     p.add_argument("--out", default="probgen-out", help="folder for the pictures (default: probgen-out)")
     p.add_argument("--only", nargs="*", help="family names to include")
+    p.add_argument("--quick", action="store_true", help="cut every budget (about a minute in all; pictures limited)")
     p.set_defaults(func=_tour)
     p = sub.add_parser("datasets", help="list the embedded data sets")
     p.set_defaults(func=_datasets)

@@ -49,12 +49,14 @@ def sample_grid(images: Any, nrow: int = 8, ax=None, title: str | None = None, c
     n, h, w = x.shape
     ncol = min(nrow, n)
     rows = int(np.ceil(n / ncol))
-    canvas = np.ones((rows * (h + 1) + 1, ncol * (w + 1) + 1)) * float(x.max() if n else 1)
+    # mid-gray separators, so that binary images (black and white) stay apart from each other
+    low, high = (float(x.min()), float(x.max())) if n else (0.0, 1.0)
+    canvas = np.full((rows * (h + 1) + 1, ncol * (w + 1) + 1), (low + high) / 2)
     for i in range(n):
         r, c = divmod(i, ncol)
         canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = x[i].numpy()
     ax = _axes(ax, figsize=(ncol * 0.6 + 1, rows * 0.6 + 1))
-    ax.imshow(canvas, cmap=cmap, interpolation="nearest")
+    ax.imshow(canvas, cmap=cmap, interpolation="nearest", vmin=low, vmax=high)
     ax.axis("off")
     if title:
         ax.set_title(title)
@@ -92,9 +94,12 @@ def draw_network(graph, node_color: Any = None, ax=None, title: str | None = Non
     """A networkx graph (or a pgmpy DAG), nodes coloured by ``node_color``."""
     import networkx as nx
 
-    g = nx.DiGraph(graph.edges()) if not isinstance(graph, nx.Graph) else graph
-    if not isinstance(graph, nx.Graph):
+    if isinstance(graph, nx.Graph):
+        g = graph
+    else:  # nodes first, so that a list of node colours follows graph.nodes()
+        g = nx.DiGraph()
         g.add_nodes_from(graph.nodes())
+        g.add_edges_from(graph.edges())
     pos = nx.spring_layout(g, seed=seed) if layout == "spring" else getattr(nx, f"{layout}_layout")(g)
     ax = _axes(ax, figsize=(6, 5))
     nx.draw_networkx(g, pos=pos, ax=ax, node_color=node_color if node_color is not None else "#8ab",

@@ -103,7 +103,8 @@ def test_reconstructions_beat_the_mean_image(vae, digits):
 
 
 def test_denoising_autoencoder_beats_the_noisy_input_and_blur():
-    from probgen.tasks.denoise import add_noise, gaussian_blur, psnr
+    from probgen.metrics.images import psnr
+    from probgen.tasks.denoise import add_noise, gaussian_blur
 
     tr, te = load("digits", split="train"), load("digits", split="test")
     dae = Autoencoder(latent_dim=16, hidden=(128,), corruption="gaussian", noise_level=0.3)
@@ -165,7 +166,7 @@ def test_bad_input_gives_clear_errors(vae, cvae, digits):
         cvae.sample(2, y=10)
     with pytest.raises(ValueError, match="needs labels"):
         cvae.log_prob(digits["test"].x)
-    with pytest.raises(ValueError, match="not conditional"):
+    with pytest.raises(ValueError, match="not class-conditional"):
         vae.sample(2, y=1)
     with pytest.raises(ValueError, match="network"):
         VAE(network="resnet")

@@ -149,7 +149,7 @@ def test_bad_input():
         m.sample(2, method="ddpm", steps=10)
     with pytest.raises(ValueError, match="mask: expected shape"):
         m.inpaint(torch.zeros(3, 2), torch.ones(3))
-    with pytest.raises(ValueError, match="y: this model has no labels"):
+    with pytest.raises(ValueError, match="y: this model is not class-conditional"):
         m.sample(2, y=1)
     with pytest.raises(ValueError, match="data_shape"):
         Diffusion((1, 8))

@@ -183,8 +183,8 @@ def test_tail_dependence_separates_comonotone_from_independent():
 
 # -------------------------------------------------------------- flow guide
 def test_flow_guide_follows_the_banana_where_mean_field_cannot():
-    from probgen.models.flows.guide import (banana_grid_moments, banana_model, elbo_estimate, fit_guide,
-                                            sample_moments)
+    from probgen.bench.problems import banana_grid_moments, banana_model, sample_moments
+    from probgen.models.flows.guide import elbo_estimate, fit_guide
 
     exact = banana_grid_moments()
     guide = Flow.as_guide(banana_model, kind="maf", transforms=3, hidden=(16, 16))

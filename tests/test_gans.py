@@ -139,7 +139,7 @@ def test_bad_input_is_reported_clearly():
         gan.fit(torch.rand(10, 1, 28, 28), steps=1, progress=False)
     with pytest.raises(NoLikelihoodError, match="score"):
         gan.log_prob(torch.rand(2, 1, 8, 8))
-    with pytest.raises(RuntimeError, match="fit_encoder"):
+    with pytest.raises(probgen.core.NotFittedError, match="fit_encoder"):
         gan.encode(torch.rand(2, 1, 8, 8))
     assert gan.score(torch.rand(3, 1, 8, 8)).shape == (3,)  # critic-based before fit_encoder
     with pytest.raises(ValueError, match="x"):
@@ -177,7 +177,8 @@ def test_gan_modes_bench_quick():
 
 # ----------------------------------------------------------------- image-to-image / super-resolution
 def test_image_metrics_and_corruptions():
-    from probgen.models.gan.image import downsample, edges, occlude, psnr, ssim
+    from probgen.metrics.images import psnr, ssim
+    from probgen.models.gan.image import downsample, edges, occlude
 
     x = torch.rand(4, 1, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(4))
@@ -194,13 +195,13 @@ def test_image_to_image_and_super_resolution_train_and_check_input():
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(32, 1, 8, 8, generator=g) > 0.7).float()
-    l1 = ImageToImageGAN(image_shape=(1, 8, 8), width=4, adversarial_weight=0.0)
+    l1 = ImageToImageGAN(data_shape=(1, 8, 8), width=4, adversarial_weight=0.0)
     critic_before = [p.clone() for p in l1.critic.parameters()]
     before = float(l1.score((occlude(x), x)).mean())
     l1.fit((occlude(x), x), steps=40, batch_size=16, lr=3e-3, progress=False, seed=0)
     assert float(l1.score((occlude(x), x)).mean()) < before  # L1 training reduces the error
     assert all(torch.equal(a, b) for a, b in zip(critic_before, l1.critic.parameters()))  # L1 only: critic idle
-    sr = SuperResolutionGAN(factor=2, image_shape=(1, 8, 8), width=4)
+    sr = SuperResolutionGAN(factor=2, data_shape=(1, 8, 8), width=4)
     sr.fit(x, steps=2, batch_size=16, progress=False, seed=0)
     out = sr.sample(3, seed=0, source=downsample(x[:1], 2))
     assert out.shape == (3, 1, 8, 8) and 0 <= float(out.min()) and float(out.max()) <= 1
@@ -211,14 +212,14 @@ def test_image_to_image_and_super_resolution_train_and_check_input():
     with pytest.raises(ValueError, match="target"):
         l1.fit((torch.rand(4, 1, 8, 8), torch.rand(4, 1, 6, 6)), steps=1, progress=False)
     with pytest.raises(ValueError, match="factor"):
-        SuperResolutionGAN(factor=3, image_shape=(1, 28, 28))
+        SuperResolutionGAN(factor=3, data_shape=(1, 28, 28))
     with pytest.raises(NoLikelihoodError):
         sr.log_prob(x)
 
 
 # ----------------------------------------------------------------------------- text-to-image
 def test_captions_measure_thickness_and_slant():
-    from probgen.models.gan.text import caption_digits, digit_attributes
+    from probgen.datasets.captions import caption_digits, digit_attributes
 
     thin, thick, slanted = torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12)
     thin[0, 0, 2:10, 5] = 1

@@ -193,7 +193,7 @@ def test_bad_input_is_reported_clearly():
 def test_kneser_ney_beats_add_one_on_held_out_text(corpus):
     train, test = corpus
     kn = TextGenerator(order=2, level="word").fit(train, progress=False).model
-    add1 = TextGenerator(order=2, level="word", smoothing="add_k", k=1.0).fit(train, progress=False).model
+    add1 = TextGenerator(order=2, level="word", estimator="add_k", k=1.0).fit(train, progress=False).model
     assert kn.perplexity(test) < 0.5 * add1.perplexity(test)
 
 
@@ -238,8 +238,8 @@ def test_text_bad_input():
         TextGenerator().fit("   \n\n  ", progress=False)
     with pytest.raises(ValueError, match="level"):
         TextGenerator(level="byte")
-    with pytest.raises(ValueError, match="smoothing"):
-        TextGenerator(smoothing="good_turing")
+    with pytest.raises(ValueError, match="estimator"):
+        TextGenerator(estimator="good_turing")
     m = TextGenerator(order=1, min_count=1).fit("one two three.", progress=False).model
     assert math.isfinite(float(m.log_prob("four unseen words")[0]))  # unknown words map to <unk>
     with pytest.raises(ValueError, match="temperature"):

@@ -16,7 +16,7 @@ __all__ = ["run", "available", "Report", "time_call"]
 # bench name -> module in this package
 _BENCHES = {
     "svi": "svi",
-    "bn": "bayesnet",
+    "bayesnet": "bayesnet",
     "markov": "markov",
     "spread": "spread",
     "vae": "vae",

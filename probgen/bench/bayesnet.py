@@ -1,4 +1,4 @@
-"""``probgen bench bn``: batched exact posteriors against pgmpy's VariableElimination, row by row.
+"""``probgen bench bayesnet``: batched exact posteriors against pgmpy's VariableElimination, row by row.
 
 Protocol: for each network, ``rows`` forward samples with only the leaves observed
 (the rest unobserved); the query is the posterior of the first root node. probgen
@@ -94,7 +94,7 @@ def _nhefs() -> tuple[float, float]:
 def run(quick: bool = False, device: str = "cpu") -> Report:
     """Run the bench (``quick``: 300 rows of alarm and win95pts, 5 pgmpy rows)."""
     warnings.filterwarnings("ignore", category=FutureWarning)
-    report = Report("bn", "exact posterior of a root given the leaves, batched vs pgmpy VariableElimination")
+    report = Report("bayesnet", "exact posterior of a root given the leaves, batched vs pgmpy VariableElimination")
     nets = ("alarm", "win95pts") if quick else NETWORKS
     rows = 300 if quick else 10_000
     records = []

@@ -217,8 +217,8 @@ def _guide(report: Report, quick: bool) -> None:
     import pyro
     from pyro.infer.autoguide import AutoNormal
 
-    from ..models.flows.guide import (FlowGuide, banana_grid_moments, banana_model, elbo_estimate, fit_guide,
-                                      sample_moments)
+    from ..models.flows.guide import FlowGuide, elbo_estimate, fit_guide
+    from .problems import banana_grid_moments, banana_model, sample_moments
 
     exact = banana_grid_moments()
     rows = [{"method": "exact (grid quadrature)", "ELBO or log Z": exact.pop("log_evidence"), **exact}]

@@ -153,7 +153,8 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
     from sklearn.metrics import roc_auc_score
 
     from ..models.gan.gan import GAN
-    from ..models.gan.image import ImageToImageGAN, SuperResolutionGAN, downsample, edges, occlude, psnr, ssim
+    from ..metrics.images import psnr, ssim
+    from ..models.gan.image import ImageToImageGAN, SuperResolutionGAN, downsample, edges, occlude
 
     report = report or Report("gan-images", "GAN image tasks")
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
@@ -237,7 +238,8 @@ def text_to_image(quick: bool = False, device="cpu", report: Report | None = Non
     """
     from sklearn.linear_model import LogisticRegression
 
-    from ..models.gan.text import DIGIT_WORDS, TextToImageGAN, caption_digits, digit_attributes
+    from ..datasets.captions import DIGIT_WORDS, caption_digits, digit_attributes
+    from ..models.gan.text import TextToImageGAN
 
     report = report or Report("gan-text", "text-to-image GAN on digits")
     train = load("digits", split="train")

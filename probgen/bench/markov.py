@@ -31,11 +31,11 @@ def perplexity_table(train: str, test: str, orders, levels=("word", "char")) -> 
     rows = []
     for level in levels:
         for order in orders:
-            kn = TextGenerator(order=order, level=level, smoothing="kneser_ney")
+            kn = TextGenerator(order=order, level=level, estimator="kneser_ney")
             start = time.perf_counter()
             kn.fit(train, progress=False)
             fit_s = time.perf_counter() - start
-            add1 = TextGenerator(order=order, level=level, smoothing="add_k", k=1.0)
+            add1 = TextGenerator(order=order, level=level, estimator="add_k", k=1.0)
             add1.set_state_json(kn.get_state_json())
             add1.load_state_dict(kn.state_dict())
             rows.append({"level": level, "order": order, "kneser_ney": kn.perplexity(test),

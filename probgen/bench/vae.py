@@ -85,7 +85,8 @@ def likelihood_rows(quick: bool = False, device: str = "cpu") -> list[dict]:
 def _denoising(report: Report, s: dict, quick: bool, device) -> None:
     from ..datasets import load
     from ..models.autoencoders.autoencoder import Autoencoder
-    from ..tasks.denoise import add_noise, gaussian_blur, psnr
+    from ..metrics.images import psnr
+    from ..tasks.denoise import add_noise, gaussian_blur
 
     tr, va, te = (load(s["data"], split=k).x for k in ("train", "val", "test"))
     level = 0.4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Model", "ContractCase", "NoLikelihoodError"]
+__all__ = ["Model", "ContractCase", "NoLikelihoodError", "NotFittedError"]
 
 import contextlib
 import functools
@@ -18,6 +18,10 @@ from .checks import as_tensor, check_positive
 from .engines import collect_own_engines
 from .random import seeded
 from .registry import register_family
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a model is queried before it is fitted (a ``ValueError``, as in scikit-learn)."""
 
 
 class NoLikelihoodError(NotImplementedError):
@@ -79,7 +83,19 @@ class Model(torch.nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> "Model":
-        return cls(**config)
+        """Build the model from a saved config (older key names are upgraded first)."""
+        return cls(**cls.upgrade_config(dict(config)))
+
+    #: constructor arguments renamed since files were first saved: old name -> new name
+    renamed_config_keys: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Map a config saved by an older probgen onto today's constructor arguments."""
+        for old, new in cls.renamed_config_keys.items():
+            if old in config and new not in config:
+                config[new] = config.pop(old)
+        return config
 
     def get_state_json(self) -> dict:
         """Fitted state that is not a tensor (vocabularies, state names, ...)."""
@@ -134,6 +150,15 @@ class Model(torch.nn.Module):
         full = getattr(self, "_num_data", None) or batch_size
         return pyro.plate(name, size=max(full, batch_size), subsample=torch.arange(batch_size, device=device or self.device))
 
+    def _require_fitted(self, what: str, ready: bool, hint: str = "call fit(data) first") -> None:
+        """Raise ``NotFittedError`` naming ``what`` was asked for unless ``ready``.
+
+        Every family calls this one check with its own test of being fitted, e.g.
+        ``self._require_fitted("sample", self.transitions is not None)``.
+        """
+        if not ready:
+            raise NotFittedError(f"{what}: this {type(self).__name__} is not fitted; {hint}")
+
     # ------------------------------------------------------------------ query
     def sample(self, n: int, seed: int | None = None, **condition: Any) -> Any:
         """Draw ``n`` new examples (tensors, or a DataFrame for tabular data)."""
@@ -176,12 +201,20 @@ class Model(torch.nn.Module):
         raise NotImplementedError(f"{cls.__name__} gives no contract case")
 
     @classmethod
-    def tour(cls, out_dir, progress: bool = False) -> str:
-        """Run a short demonstration, write pictures to ``out_dir``, return one line."""
+    def tour(cls, out_dir, quick: bool = False):
+        """Fit a small model on embedded data, draw it into ``out_dir``, return a ``probgen.gallery.TourSection``.
+
+        This default fits the family's contract case only and says so; families override it
+        with a demonstration that shows them at their best within a few seconds.
+        """
+        from ..gallery import TourSection
+
         case = cls._contract_case()
-        result = case.model.fit(case.data, progress=progress, **case.fit_options)
+        result = case.model.fit(case.data, progress=False, **case.fit_options)
         samples = case.model.sample(4, seed=0, **case.sample_kwargs)
-        return f"fitted by {result.engine} in {result.wall_time:.1f}s; sampled {len(samples)} examples"
+        return TourSection(cls.family, f"{cls.__name__} on its tiny test case", verdict="limited",
+                           figures={"engine": result.engine, "samples drawn": str(len(samples))},
+                           note="This family has no tour picture yet: it was fitted on its tiny test case only.")
 
     def extra_repr(self) -> str:
         cfg = getattr(self, "_config", {})

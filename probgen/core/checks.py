@@ -12,6 +12,7 @@ __all__ = [
     "check_binary",
     "check_choice",
     "check_labels",
+    "class_labels",
     "check_positive",
     "check_probability",
     "unknown_key",
@@ -128,3 +129,30 @@ def check_labels(y: Any, num_classes: int, name: str = "y", *, length: int | Non
     if len(t) and (t.min() < 0 or t.max() >= num_classes):
         raise ValueError(f"{name}: expected labels in [0, {num_classes - 1}], got range [{int(t.min())}, {int(t.max())}]")
     return t
+
+
+def class_labels(y: Any, num_classes: int | None, n: int, name: str = "y", *, required: bool = True) -> torch.Tensor | None:
+    """The one label check of class-conditional families: ``n`` labels in ``[0, num_classes)`` or ``None``.
+
+    ``num_classes=None`` means the model is not class-conditional, and labels are refused. An
+    ``int`` (or a 0-d tensor) stands for ``n`` copies of itself. ``y=None`` is refused when
+    ``required``, and returned as ``None`` otherwise (the family then decides, e.g. draws labels).
+
+    Example:
+        >>> class_labels(3, num_classes=10, n=2)
+        tensor([3, 3])
+        >>> class_labels(None, num_classes=None, n=2) is None
+        True
+    """
+    if num_classes is None:
+        if y is not None:
+            raise ValueError(f"{name}: this model is not class-conditional (num_classes=None); do not pass labels")
+        return None
+    if y is None:
+        if required:
+            raise ValueError(f"{name}: a class-conditional model (num_classes={num_classes}) needs labels, "
+                             f"e.g. data=(x, y) or y=...")
+        return None
+    if (isinstance(y, (int, np.integer)) and not isinstance(y, bool)) or (isinstance(y, torch.Tensor) and y.dim() == 0):
+        y = [int(y)] * n
+    return check_labels(y, num_classes, name, length=n)

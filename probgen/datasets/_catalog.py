@@ -98,7 +98,7 @@ def _images(raw: Callable, binary: bool, name: str):
     def loader(**_):
         x, y = raw()
         x = _binarize(x) if binary else x
-        return x[:, None], y, {"num_classes": 10, "binary": binary, "image_shape": (1, *x.shape[1:])}
+        return x[:, None], y, {"num_classes": 10, "binary": binary, "data_shape": (1, *x.shape[1:])}
 
     return loader
 
@@ -123,8 +123,9 @@ def mixture_modes(name: str) -> tuple[np.ndarray, float]:
 
 
 def _mixture(name: str):
-    def loader(n: int = 2500, seed: int = 0, **_):
-        means, sigma = mixture_modes(name)
+    def loader(n: int = 2500, seed: int = 0, sigma: float | None = None, **_):
+        means, default_sigma = mixture_modes(name)
+        sigma = default_sigma if sigma is None else check_positive("sigma", sigma)
         rng = np.random.Generator(np.random.PCG64(seed))
         y = rng.integers(len(means), size=n)
         x = means[y] + sigma * rng.standard_normal((n, 2))
@@ -284,7 +285,7 @@ def load(name: str, split: str | None = None, seed: int = 0, **options: Any):
     Example:
         >>> x, y = load("digits", split="test")
         >>> tuple(x.shape[1:]), len(x)
-        ((1, 8, 8), 180)
+        ((1, 8, 8), 179)
     """
     if not isinstance(name, str) or name not in CATALOG:
         raise unknown_key("data set", name, CATALOG)

@@ -32,6 +32,9 @@ _NAMES = {
     "nn_distance_ratio": "memorization",
     "membership_inference_auc": "memorization",
     "log_prob_gap": "memorization",
+    # images.py
+    "psnr": "images",
+    "ssim": "images",
     # bias.py
     "attribute_gap": "bias",
     "quality_vs_size": "bias",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["denoise", "add_noise", "psnr", "gaussian_blur"]
+__all__ = ["denoise", "add_noise", "gaussian_blur"]
 
 import math
 from typing import Any
@@ -49,15 +49,6 @@ def add_noise(x: Any, kind: str = "gaussian", level: float = 0.3, seed: int | No
             return x * (torch.rand_like(x) >= level)
         flip = torch.rand_like(x) < level
         return torch.where(flip, (torch.rand_like(x) < 0.5).to(x.dtype), x)
-
-
-def psnr(clean: Any, estimate: Any, data_range: float = 1.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio per example, in dB (higher is better)."""
-    a, b = as_tensor(clean, "clean"), as_tensor(estimate, "estimate").to(as_tensor(clean, "clean").device)
-    if a.shape != b.shape:
-        raise ValueError(f"estimate: expected shape {tuple(a.shape)} like clean, got {tuple(b.shape)}")
-    mse = ((a - b) ** 2).reshape(len(a), -1).mean(-1).clamp_min(1e-12)
-    return 10 * torch.log10(data_range ** 2 / mse)
 
 
 def gaussian_blur(x: Any, sigma: float = 1.0) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
 from ...core.base import ContractCase, Model
-from ...core.checks import as_tensor, check_choice, check_labels, check_positive
+from ...core.checks import as_tensor, check_choice, check_positive, class_labels
 from ...core.random import seeded
 from ...core.engines import implements
 from .autoencoder import Decoder, Encoder, _chunks, _CodecMixin
@@ -92,16 +92,8 @@ class VAE(_CodecMixin, Model, PyroModule):
                                  "(e.g. (x > 0.5).float(), or the '*_binary' data sets) or use likelihood='gaussian'")
 
     def _labels(self, y: Any, n: int, name: str = "y") -> torch.Tensor | None:
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError(f"{name}: this VAE is not conditional (num_classes=None); do not pass labels")
-            return None
-        if y is None:
-            raise ValueError(f"{name}: a conditional VAE (num_classes={self.num_classes}) needs labels, "
-                             f"e.g. data=(x, y) or y=...")
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y, dtype=torch.long)
-        return check_labels(y, self.num_classes, name, length=n).to(self.device)
+        labels = class_labels(y, self.num_classes, n, name)
+        return None if labels is None else labels.to(self.device)
 
     def _split(self, data: Any, y: Any = None, name: str = "data") -> tuple[torch.Tensor, torch.Tensor | None]:
         if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):  # a probgen Dataset
@@ -254,16 +246,35 @@ class VAE(_CodecMixin, Model, PyroModule):
         return ContractCase(cls(latent_dim=2, hidden=(16,)), x, {"steps": 15, "lr": 1e-2}, log_prob_data=x[:4])
 
     @classmethod
-    def tour(cls, out_dir, progress: bool = False) -> str:
+    def tour(cls, out_dir, quick: bool = False):
+        """A conditional VAE on binarized digits: four samples of each digit, read back by a classifier."""
         import os
 
-        from ...datasets import load
+        import probgen
+        from ...gallery import TourSection, demo_source, digit_agreement
         from ...plot import sample_grid, save_figure
 
-        data = load("digits_binary", split="train")
-        model = cls(latent_dim=8, hidden=(128,), num_classes=10)
-        result = model.fit(data, epochs=10, lr=5e-3, progress=progress, seed=0)
-        grid = model.sample(40, seed=0, y=torch.arange(10).repeat_interleave(4))
-        path = save_figure(sample_grid(grid, nrow=8, title="conditional VAE samples, 4 per digit"),
+        epochs = 5 if quick else 60
+
+        def demo():
+            torch.manual_seed(0)
+            train = probgen.datasets.load("digits_binary", split="train")
+            model = probgen.models.VAE(latent_dim=8, hidden=(256,), num_classes=10)
+            model.fit(train, epochs=epochs, lr=3e-3, seed=0, progress=False)  # SVI on the Pyro model/guide
+            labels = torch.arange(10).repeat_interleave(10)
+            samples = model.sample(100, seed=0, y=labels)
+            test = probgen.datasets.load("digits_binary", split="test")
+            bound = model.log_prob(test.x, y=test.y, num_particles=50).mean()  # IWAE lower bound
+            return labels, samples, bound
+
+        labels, samples, bound = demo()
+        read = digit_agreement(samples, labels)
+        path = save_figure(sample_grid(samples[::2], nrow=10, title="conditional VAE: five samples of each digit"),
                            os.path.join(out_dir, "vae.png"))
-        return f"conditional VAE on binarized digits: {result.info['steps']} SVI steps in {result.wall_time:.1f}s; {path}"
+        return TourSection(cls.family, "Conditional VAE on binarized 8x8 digits",
+                           [(path, "samples of the conditional VAE (the decoder's pixel probabilities), digits 0-9 "
+                                   "in reading order, five of each")],
+                           {"samples read as the digit asked for": f"{100 * read:.0f}% (a logistic regression "
+                                                                    "trained on real digits; it reads 96% of real ones)",
+                            "test log-likelihood, IWAE bound (k=50)": f"{float(bound):.1f} nats per image"},
+                           demo_source(demo, epochs=epochs), "works" if read >= 0.8 else "limited")

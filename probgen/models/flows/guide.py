@@ -7,12 +7,10 @@ site's support), so it works on any Pyro model with continuous latents.
 
 from __future__ import annotations
 
-__all__ = ["FlowGuide", "fit_guide", "elbo_estimate", "banana_model", "banana_grid_moments", "sample_moments"]
+__all__ = ["FlowGuide", "fit_guide", "elbo_estimate"]
 
-import math
 from typing import Any, Callable
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -20,8 +18,10 @@ from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_median
 
 from ...core.checks import check_positive
-from ...core.progress import progress_bar
+from ...core.result import FitResult
 from ...core.random import seeded
+from ...infer.loop import train
+from ...infer.options import parse_options
 
 
 class FlowGuide(AutoContinuous):
@@ -65,29 +65,26 @@ class FlowGuide(AutoContinuous):
         return z.mean(0), z.std(0)
 
 
-def fit_guide(model: Callable, guide: Callable, *args: Any, steps: int = 1000, lr: float = 1e-2,
-              num_particles: int = 8, seed: int | None = None, progress: bool = True, **kwargs: Any) -> list[float]:
-    """Maximise the ELBO of ``guide`` for ``model(*args, **kwargs)``; returns the loss history.
+def fit_guide(model: Callable, guide: Callable, *args: Any, num_particles: int = 8, **options: Any) -> FitResult:
+    """Maximise the ELBO of ``guide`` for ``model(*args)`` through the shared training loop.
 
-    Uses Pyro's vectorized ``Trace_ELBO`` and a torch Adam over the guide's parameters
-    (``probgen`` keeps parameters in modules, not in Pyro's global store).
+    Each step is Pyro's vectorized ``Trace_ELBO`` over the whole of ``args`` with
+    ``num_particles`` draws, minimised by Adam over the guide's parameters (probgen keeps
+    parameters in modules, not in Pyro's global store). Options are the loop's: ``steps``
+    (default 1000), ``lr`` (default 1e-2), ``seed``, ``progress``, ``callbacks``, ...
+    Returns a ``FitResult`` (engine ``"svi"``) whose history holds the loss per step.
     """
-    check_positive("steps", steps, integer=True)
-    check_positive("lr", lr)
     check_positive("num_particles", num_particles, integer=True)
+    opts = parse_options("svi", options, defaults={"steps": 1000, "lr": 1e-2})
     elbo = pyro.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                                  max_plate_nesting=1)
-    history = []
-    with seeded(seed):
-        guide(*args, **kwargs)  # builds the lazily-sized parameters
-        optimizer = torch.optim.Adam(guide.parameters(), lr=lr)
-        for _ in progress_bar(range(steps), enabled=progress, desc="flow guide [svi]"):
-            optimizer.zero_grad(set_to_none=True)
-            loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
-            loss.backward()
-            optimizer.step()
-            history.append(float(loss.detach()))
-    return history
+
+    def negative_elbo(_batch: tuple) -> torch.Tensor:  # the whole problem at every step: no minibatches
+        return elbo.differentiable_loss(model, guide, *args)
+
+    with seeded(opts.seed):
+        guide(*args)  # builds the lazily-sized parameters before the optimizer sees them
+    return train(guide, (torch.zeros(1),), opts, engine="svi", loss_fn=negative_elbo, parameters=guide.parameters)
 
 
 @torch.no_grad()
@@ -97,47 +94,3 @@ def elbo_estimate(model: Callable, guide: Callable, *args: Any, num_particles: i
     elbo = pyro.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
     with seeded(seed):
         return -float(elbo.differentiable_loss(model, guide, *args, **kwargs))
-
-
-# ------------------------------------------------------------------ the banana
-def banana_model(y: torch.Tensor | None = None, noise: float = 1.0) -> None:
-    """``a, b ~ N(0, 1)``, ``y_i ~ N(a + b², noise)``: the posterior is a crescent along ``a = ȳ - b²``.
-
-    A mean-field Gaussian guide cannot follow the bend; NUTS and a flow can.
-    """
-    a = pyro.sample("a", dist.Normal(0.0, 1.0))
-    b = pyro.sample("b", dist.Normal(0.0, 1.0))
-    y = torch.full((4,), 1.0) if y is None else y
-    with pyro.plate("obs", len(y)):
-        pyro.sample("y", dist.Normal(a + b ** 2, noise), obs=y)
-
-
-def banana_grid_moments(y: torch.Tensor | None = None, noise: float = 1.0, lim: float = 6.0,
-                        n: int = 801) -> dict[str, float]:
-    """Exact posterior moments and log evidence of ``banana_model`` by quadrature on a grid."""
-    y = (torch.full((4,), 1.0) if y is None else y).double()
-    g = torch.linspace(-lim, lim, n, dtype=torch.float64)
-    a, b = torch.meshgrid(g, g, indexing="ij")
-    logp = (dist.Normal(0.0, 1.0).log_prob(a) + dist.Normal(0.0, 1.0).log_prob(b)
-            + dist.Normal((a + b ** 2)[..., None], noise).log_prob(y).sum(-1))
-    cell = (g[1] - g[0]) ** 2
-    log_z = torch.logsumexp(logp.reshape(-1), 0) + torch.log(cell)
-    w = torch.exp(logp - logp.max())
-    w = w / w.sum()
-    moments = _moments(lambda f: float((w * f).sum()), a, b)
-    moments["log_evidence"] = float(log_z)
-    return moments
-
-
-def _moments(expect: Callable, a, b) -> dict[str, float]:
-    ea, eb, eb2 = expect(a), expect(b), expect(b ** 2)
-    sa, sb = math.sqrt(expect(a ** 2) - ea ** 2), math.sqrt(expect(b ** 2) - eb ** 2)
-    sb2 = math.sqrt(expect(b ** 4) - eb2 ** 2)
-    corr = (expect(a * b ** 2) - ea * eb2) / (sa * sb2)
-    return {"mean_a": ea, "sd_a": sa, "mean_b2": eb2, "sd_b": sb, "corr_a_b2": corr}
-
-
-def sample_moments(a: Any, b: Any) -> dict[str, float]:
-    """The same moments as ``banana_grid_moments`` from posterior draws of ``a`` and ``b``."""
-    a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
-    return _moments(lambda f: float(np.mean(f)), a, b)

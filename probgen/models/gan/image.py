@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ImageToImageGAN", "SuperResolutionGAN", "occlude", "edges", "downsample", "psnr", "ssim"]
+__all__ = ["ImageToImageGAN", "SuperResolutionGAN", "occlude", "edges", "downsample"]
 
 from typing import Any, Sequence
 
@@ -61,42 +61,6 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(as_tensor(x, "x", ndim=4), int(factor))
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image (dB) for images in [0, 1].
-
-    Example:
-        >>> round(float(psnr(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.1))[0]), 1)
-        20.0
-    """
-    mse = (pred - target).pow(2).reshape(len(pred), -1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(1 / mse)
-
-
-def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity per image (Wang et al. 2004; Gaussian window) for images in [0, 1].
-
-    Example:
-        >>> x = torch.rand(2, 1, 16, 16)
-        >>> torch.allclose(ssim(x, x), torch.ones(2))
-        True
-    """
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    r = torch.arange(window, dtype=pred.dtype, device=pred.device) - window // 2
-    g = torch.exp(-r ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    k = (g[:, None] * g[None, :])[None, None].expand(pred.shape[1], 1, window, window)
-
-    def blur(t):
-        return F.conv2d(t, k, groups=pred.shape[1])
-
-    mu_x, mu_y = blur(pred), blur(target)
-    sxx = blur(pred * pred) - mu_x ** 2
-    syy = blur(target * target) - mu_y ** 2
-    sxy = blur(pred * target) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
-    return s.reshape(len(pred), -1).mean(1)
-
-
 class ImageToImageGAN(Model):
     r"""pix2pix (Isola et al. 2017): a U-Net translator trained by a PatchGAN critic plus L1.
 
@@ -110,7 +74,7 @@ class ImageToImageGAN(Model):
     error (higher = more anomalous). No likelihood.
 
     Arguments:
-        image_shape: target shape ``(C, H, W)``.
+        data_shape: target shape ``(C, H, W)``.
         source_channels: channels of the source images.
         width: channels of the U-Net's first level and of the critic.
         l1_weight, adversarial_weight: weights of the two generator terms.
@@ -120,31 +84,32 @@ class ImageToImageGAN(Model):
     Example:
         >>> import torch
         >>> x = torch.rand(16, 1, 8, 8)
-        >>> m = ImageToImageGAN(image_shape=(1, 8, 8), width=4)
+        >>> m = ImageToImageGAN(data_shape=(1, 8, 8), width=4)
         >>> _ = m.fit((occlude(x), x), steps=2, progress=False, seed=0)
         >>> m.translate(occlude(x[:3])).shape
         torch.Size([3, 1, 8, 8])
     """
 
     family = "image_to_image_gan"
+    renamed_config_keys = {"image_shape": "data_shape"}
     default_inference = "adversarial"
     log_prob_kind = None
     log_prob_alternative = "score((source, target)) (L1 translation error) or psnr / ssim"
 
-    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), source_channels: int = 1, width: int = 16,
+    def __init__(self, data_shape: Sequence[int] = (1, 28, 28), source_channels: int = 1, width: int = 16,
                  l1_weight: float = 100.0, adversarial_weight: float = 1.0, loss: str = "non_saturating",
                  spectral_norm: bool = True):
         super().__init__()
-        self.image_shape = tuple(int(s) for s in image_shape)
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise ValueError(f"image_shape: expected (channels, height, width), got {tuple(image_shape)}")
+        self.data_shape = tuple(int(s) for s in data_shape)
+        if len(self.data_shape) != 3 or min(self.data_shape) < 1:
+            raise ValueError(f"data_shape: expected (channels, height, width), got {tuple(data_shape)}")
         check_positive("source_channels", source_channels, integer=True)
         check_positive("width", width, integer=True)
         check_positive("l1_weight", l1_weight, strict=False)
         check_positive("adversarial_weight", adversarial_weight, strict=False)
         self.loss = check_choice("loss", loss, [name for name in LOSSES if name != "wgan_gp"])
         self.source_channels, self.l1_weight, self.adversarial_weight = int(source_channels), float(l1_weight), float(adversarial_weight)
-        c = self.image_shape[0]
+        c = self.data_shape[0]
         self.generator = UNet(self._generator_in_channels(), c, width=width)
         self.critic = PatchCritic(self.source_channels + c, width=width, spectral_norm=spectral_norm)
 
@@ -153,14 +118,14 @@ class ImageToImageGAN(Model):
         return self.source_channels
 
     def _source_shape(self) -> tuple[int, ...]:
-        return (self.source_channels, *self.image_shape[1:])
+        return (self.source_channels, *self.data_shape[1:])
 
     def _condition_image(self, source: torch.Tensor) -> torch.Tensor:
         """The source as the critic sees it (at the target's resolution)."""
         return source
 
     def _translate(self, source: torch.Tensor) -> torch.Tensor:
-        if self.source_channels == self.image_shape[0]:
+        if self.source_channels == self.data_shape[0]:
             # residual: keep what the source already shows right (an L1-trained net otherwise
             # starts at the pixel median, black, and a sigmoid output can stay stuck there)
             return (source + self.generator(source)).clamp(0, 1)
@@ -173,9 +138,9 @@ class ImageToImageGAN(Model):
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(f"{name}: expected a pair (source, target) of image batches, shapes "
-                             f"(n, {', '.join(map(str, self._source_shape()))}) and (n, {', '.join(map(str, self.image_shape))})")
+                             f"(n, {', '.join(map(str, self._source_shape()))}) and (n, {', '.join(map(str, self.data_shape))})")
         s = self._check_source(data[0], f"{name}[0] (source)")
-        t = as_tensor(data[1], f"{name}[1] (target)", ndim=4, shape=self.image_shape)
+        t = as_tensor(data[1], f"{name}[1] (target)", ndim=4, shape=self.data_shape)
         if len(s) != len(t) or len(s) == 0:
             raise ValueError(f"{name}: source and target need the same, non-zero number of images, got {len(s)} and {len(t)}")
         return s, t
@@ -246,12 +211,45 @@ class ImageToImageGAN(Model):
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
         x = torch.rand(16, 1, 8, 8, generator=g)
-        return ContractCase(cls(image_shape=(1, 8, 8), width=4), (occlude(x), x), {"steps": 3, "batch_size": 8},
+        return ContractCase(cls(data_shape=(1, 8, 8), width=4), (occlude(x), x), {"steps": 3, "batch_size": 8},
                             sample_kwargs={"source": occlude(x[:1])})
+
+    @classmethod
+    def tour(cls, out_dir, quick: bool = False):
+        """Edge maps to digits (pix2pix-style): before and after, PSNR against the input."""
+        import os
+
+        import probgen
+        from ...gallery import TourSection, demo_source
+        from ...metrics.images import psnr
+        from ...plot import sample_grid, save_figure
+
+        steps = 30 if quick else 300
+
+        def demo():
+            from probgen.models.gan.image import edges
+
+            torch.manual_seed(0)
+            train, test = probgen.datasets.load("mnist5k", split="train"), probgen.datasets.load("mnist5k", split="test")
+            model = probgen.models.ImageToImageGAN(width=8)  # U-Net generator, patch critic, + L1
+            model.fit((edges(train.x), train.x), steps=steps, batch_size=32, lr=1e-3, seed=0, progress=False)
+            source = edges(test.x)
+            return test.x, source, model.translate(source)
+
+        target, source, output = demo()
+        ours, base = float(psnr(target, output).mean()), float(psnr(target, source).mean())
+        path = save_figure(sample_grid(torch.cat([source[:8], output[:8], target[:8]]), nrow=8,
+                                       title="rows: edge map (input) / translated / real digit"),
+                           os.path.join(out_dir, "image_to_image_gan.png"))
+        return TourSection(cls.family, "Image-to-image GAN: edge maps to 28x28 digits",
+                           [(path, "eight test digits: the edge map given (top), the GAN's image (middle), "
+                                   "the real digit (bottom)")],
+                           {"PSNR to the real digit": f"{ours:.1f} dB (the edge map itself: {base:.1f} dB)"},
+                           demo_source(demo, steps=steps), "works" if ours > base + 3 else "limited")
 
 
 class SuperResolutionGAN(ImageToImageGAN):
-    r"""Super-resolution (SRGAN-style, Ledig et al. 2017): low-resolution -> ``image_shape``.
+    r"""Super-resolution (SRGAN-style, Ledig et al. 2017): low-resolution -> ``data_shape``.
 
     The low-resolution image is upsampled bicubically, then a U-Net adds the missing
     detail (a residual); trained like ``ImageToImageGAN`` (PatchGAN critic + L1).
@@ -272,25 +270,26 @@ class SuperResolutionGAN(ImageToImageGAN):
     """
 
     family = "super_resolution_gan"
+    renamed_config_keys = {"image_shape": "data_shape"}
 
-    def __init__(self, factor: int = 4, image_shape: Sequence[int] = (1, 28, 28), width: int = 16,
+    def __init__(self, factor: int = 4, data_shape: Sequence[int] = (1, 28, 28), width: int = 16,
                  l1_weight: float = 100.0, adversarial_weight: float = 1.0, loss: str = "non_saturating",
                  spectral_norm: bool = True):
         check_positive("factor", factor, integer=True)
-        shape = tuple(int(s) for s in image_shape)
+        shape = tuple(int(s) for s in data_shape)
         if len(shape) == 3 and (shape[1] % factor or shape[2] % factor):
-            raise ValueError(f"factor: image_shape {shape} must be divisible by factor={factor}")
+            raise ValueError(f"factor: data_shape {shape} must be divisible by factor={factor}")
         self.factor = int(factor)
-        super().__init__(image_shape, shape[0] if len(shape) == 3 else 1, width, l1_weight, adversarial_weight,
+        super().__init__(data_shape, shape[0] if len(shape) == 3 else 1, width, l1_weight, adversarial_weight,
                          loss, spectral_norm)
 
     def _source_shape(self) -> tuple[int, ...]:
-        c, h, w = self.image_shape
+        c, h, w = self.data_shape
         return (c, h // self.factor, w // self.factor)
 
     def bicubic(self, low: torch.Tensor) -> torch.Tensor:
-        """Bicubic upsampling to ``image_shape`` (clamped to [0, 1]): the classical baseline."""
-        return F.interpolate(low, size=self.image_shape[1:], mode="bicubic", align_corners=False).clamp(0, 1)
+        """Bicubic upsampling to ``data_shape`` (clamped to [0, 1]): the classical baseline."""
+        return F.interpolate(low, size=self.data_shape[1:], mode="bicubic", align_corners=False).clamp(0, 1)
 
     def _condition_image(self, source: torch.Tensor) -> torch.Tensor:
         return self.bicubic(source)
@@ -303,7 +302,7 @@ class SuperResolutionGAN(ImageToImageGAN):
         data = _data_tensor(data, name)
         if isinstance(data, (tuple, list)):
             return super().prepare_data(data, name)
-        high = as_tensor(data, name, ndim=4, shape=self.image_shape)
+        high = as_tensor(data, name, ndim=4, shape=self.data_shape)
         return downsample(high, self.factor), high
 
     def upscale(self, low: Any) -> torch.Tensor:
@@ -314,5 +313,39 @@ class SuperResolutionGAN(ImageToImageGAN):
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
         x = torch.rand(16, 1, 8, 8, generator=g)
-        return ContractCase(cls(factor=2, image_shape=(1, 8, 8), width=4), x, {"steps": 3, "batch_size": 8},
+        return ContractCase(cls(factor=2, data_shape=(1, 8, 8), width=4), x, {"steps": 3, "batch_size": 8},
                             sample_kwargs={"source": downsample(x[:1], 2)})
+
+    @classmethod
+    def tour(cls, out_dir, quick: bool = False):
+        """7x7 to 28x28 digits: the GAN's upscaling beside bicubic interpolation."""
+        import os
+
+        import probgen
+        from ...gallery import TourSection, demo_source
+        from ...metrics.images import psnr
+        from ...plot import sample_grid, save_figure
+
+        steps = 30 if quick else 300
+
+        def demo():
+            from probgen.models.gan.image import downsample
+
+            torch.manual_seed(0)
+            train, test = probgen.datasets.load("mnist5k", split="train"), probgen.datasets.load("mnist5k", split="test")
+            model = probgen.models.SuperResolutionGAN(factor=4, width=8)
+            model.fit(train.x, steps=steps, batch_size=32, lr=1e-3, seed=0, progress=False)
+            low = downsample(test.x, 4)  # 7x7
+            return test.x, low, model.bicubic(low), model.upscale(low)
+
+        high, low, bicubic, ours_img = demo()
+        ours, base = float(psnr(high, ours_img).mean()), float(psnr(high, bicubic).mean())
+        nearest = torch.nn.functional.interpolate(low[:8], scale_factor=4, mode="nearest")
+        path = save_figure(sample_grid(torch.cat([nearest, bicubic[:8].clamp(0, 1), ours_img[:8], high[:8]]), nrow=8,
+                                       title="rows: 7x7 input / bicubic / SR-GAN / real 28x28"),
+                           os.path.join(out_dir, "super_resolution_gan.png"))
+        return TourSection(cls.family, "Super-resolution GAN: 7x7 to 28x28 digits",
+                           [(path, "eight test digits: the 7x7 input (top), bicubic upscaling, the GAN's "
+                                   "upscaling and the real image (bottom)")],
+                           {"PSNR to the real image": f"{ours:.1f} dB (bicubic {base:.1f} dB)"},
+                           demo_source(demo, steps=steps), "works" if ours > base + 1 else "limited")

@@ -82,7 +82,8 @@ class TextGenerator(Model):
     Arguments:
         order: how many previous tokens the next one depends on (order 2 = trigrams).
         level: ``"word"`` or ``"char"``.
-        smoothing: ``"kneser_ney"`` or ``"add_k"``.
+        estimator: the smoothed estimate of the next-token probabilities, ``"kneser_ney"``
+            (interpolated, modified Kneser-Ney) or ``"add_k"``.
         k: the pseudo-count of add-k smoothing.
         min_count: rarer training tokens map to ``<unk>`` (default 2 for words, 1 for characters).
 
@@ -101,21 +102,22 @@ class TextGenerator(Model):
     """
 
     family = "text_generator"
+    renamed_config_keys = {"smoothing": "estimator"}
     default_inference = "exact"
     log_prob_kind = "exact"
 
-    def __init__(self, order: int = 2, level: str = "word", smoothing: str = "kneser_ney", k: float = 1.0,
+    def __init__(self, order: int = 2, level: str = "word", estimator: str = "kneser_ney", k: float = 1.0,
                  min_count: int | None = None):
         check_positive("order", order, integer=True)
         check_choice("level", level, ("word", "char"))
-        check_choice("smoothing", smoothing, ("kneser_ney", "add_k"))
+        check_choice("estimator", estimator, ("kneser_ney", "add_k"))
         check_positive("k", k)
         if min_count is not None:
             check_positive("min_count", min_count, integer=True)
         super().__init__()
         self.order = int(order)
         self.level = level
-        self.smoothing = smoothing
+        self.estimator = estimator
         self.k = float(k)
         self.min_count = int(min_count) if min_count is not None else (2 if level == "word" else 1)
         self.vocab: list[str] = []
@@ -150,8 +152,7 @@ class TextGenerator(Model):
         return len(self.vocab) - 1 if self.vocab else 0
 
     def _require_fitted(self, what: str) -> None:
-        if not self.vocab:
-            raise ValueError(f"{what}: the text generator is not fitted; call fit(text) first")
+        super()._require_fitted(what, bool(self.vocab), "call fit(text) first")
 
     # ------------------------------------------------------------ data
     def _documents(self, data: Any, name: str) -> list[list[str]]:
@@ -236,20 +237,25 @@ class TextGenerator(Model):
         v = self.num_tokens
         n = self.order + 1
         ctx = tuple(context[len(context) - self.order:]) if self.order else ()
-        if self.smoothing == "add_k":
+        if self.estimator == "add_k":
             c = t["counts"][n].get(ctx + (token_id,), 0)
             total = t["contexts"][n].get(ctx, (0, 0))[0]
             return (c + self.k) / (total + self.k * v)
         p = 1.0 / v
-        for j in range(1, n + 1):
-            h = ctx[len(ctx) - (j - 1):] if j > 1 else ()
-            total, types = t["contexts"][j].get(h, (0, 0))
-            if total == 0:
-                continue
-            d = t["discounts"][j]
+        for j, h, total, types, d in self._kneser_ney_levels(ctx):
             c = t["counts"][j].get(h + (token_id,), 0)
             p = (max(c - d, 0.0) + d * types * p) / total
         return p
+
+    def _kneser_ney_levels(self, ctx: tuple):
+        """Interpolated Kneser-Ney, lowest order first: ``(order, history, count, types, discount)``
+        for each order whose history was seen (``prob`` and ``next_distribution`` both walk these)."""
+        t = self.tables
+        for j in range(1, self.order + 2):
+            h = ctx[len(ctx) - (j - 1):] if j > 1 else ()
+            total, types = t["contexts"][j].get(h, (0, 0))
+            if total:
+                yield j, h, total, types, t["discounts"][j]
 
     def _followers(self, j: int, h: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
         t = self.tables
@@ -274,8 +280,7 @@ class TextGenerator(Model):
             self._dense_cache.move_to_end(ctx)
             return hit
         v, n = self.num_tokens, self.order + 1
-        t = self.tables
-        if self.smoothing == "add_k":
+        if self.estimator == "add_k":
             p = torch.full((v,), self.k, dtype=torch.float64)
             f = self._followers(n, ctx)
             if f is not None:
@@ -283,12 +288,7 @@ class TextGenerator(Model):
             p = p / p.sum()
         else:
             p = torch.full((v,), 1.0 / v, dtype=torch.float64)
-            for j in range(1, n + 1):
-                h = ctx[len(ctx) - (j - 1):] if j > 1 else ()
-                total, types = t["contexts"][j].get(h, (0, 0))
-                if total == 0:
-                    continue
-                d = t["discounts"][j]
+            for j, h, total, types, d in self._kneser_ney_levels(ctx):
                 ids, cs = self._followers(j, h)
                 p = p * (d * types / total)
                 p.index_add_(0, ids, (cs - d).clamp_min(0) / total)
@@ -427,27 +427,42 @@ class TextGenerator(Model):
                             log_prob_data=["the dog runs.", "a fox sleeps.", "the cat."])
 
     @classmethod
-    def tour(cls, out_dir, progress: bool = False) -> str:
-        """Fit character models of orders 1–4 on a slice of the English corpus, plot held-out perplexity."""
+    def tour(cls, out_dir, quick: bool = False):
+        """Character n-grams of orders 1-5 on English docstrings; held-out perplexity and a sample."""
         import os
 
         import matplotlib.pyplot as plt
 
-        from ...datasets._catalog import stdlib_docstrings
+        import probgen
+        from ...gallery import TourSection, demo_source
 
-        docs = list(stdlib_docstrings(200_000))
-        train, test = "\n\n".join(docs[:-100]), "\n\n".join(docs[-100:])
-        orders, ppl = [1, 2, 3, 4], []
-        for o in orders:
-            m = cls(order=o, level="char")
-            m.fit(train, progress=progress)
-            ppl.append(m.perplexity(test))
+        size = 50_000 if quick else 300_000
+
+        def demo():
+            from probgen.datasets._catalog import stdlib_docstrings
+
+            docs = list(stdlib_docstrings(size))  # real English that ships with Python
+            train, test = "\n\n".join(docs[:-100]), "\n\n".join(docs[-100:])
+            perplexity = {}
+            for order in (1, 2, 3, 4, 5):
+                model = probgen.models.TextGenerator(order=order, level="char")  # Kneser-Ney
+                model.fit(train, progress=False)
+                perplexity[order] = model.perplexity(test)
+            text = model.generate(300, seed=0)
+            return perplexity, text
+
+        perplexity, text = demo()
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        ax.plot(orders, ppl, "o-")
-        ax.set_xlabel("order")
-        ax.set_ylabel("held-out perplexity (chars)")
+        ax.plot(list(perplexity), list(perplexity.values()), "o-")
+        ax.set(xlabel="order (characters of context)", ylabel="held-out perplexity per character",
+               title="Kneser-Ney character models")
         path = os.path.join(out_dir, "text_generator.png")
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        return f"character Kneser-Ney, perplexity by order {[round(p, 2) for p in ppl]}; sample: " \
-               f"{m.generate(40, seed=0)!r} -> {path}"
+        best = min(perplexity.values())
+        return TourSection(cls.family, "n-gram text from the standard library's docstrings",
+                           [(path, "held-out perplexity per character (lower is better) against the model's order")],
+                           {"held-out perplexity, order 1": f"{perplexity[1]:.2f}",
+                            "held-out perplexity, order 5": f"{perplexity[5]:.2f}"},
+                           demo_source(demo, size=size), "works" if best < perplexity[1] / 2 else "limited",
+                           text=f"order-5 sample:\n{text}")

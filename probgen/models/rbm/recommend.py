@@ -105,8 +105,7 @@ class RecommenderRBM(Model):
         return len(self.levels)
 
     def _require_fitted(self, what: str) -> None:
-        if not self.items:
-            raise ValueError(f"{what}: the recommender is not fitted; call fit(ratings) first")
+        super()._require_fitted(what, bool(self.items), "call fit(ratings) first")
 
     # ------------------------------------------------------------ data
     def _frame(self, data: Any, name: str, need_rating: bool = True) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from __future__ import annotations
 __all__ = ["Outbreaks", "COMPARTMENTS", "S", "E", "I", "R", "adjacency", "simulate_batch", "states_from_times", "gillespie"]
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +110,14 @@ class Outbreaks:
 def adjacency(edges: torch.Tensor, weights: torch.Tensor, n: int, device: Any = None) -> torch.Tensor:
     """``A^T`` in CSR form: row v holds the weights of the edges u -> v."""
     dst, src = edges[1], edges[0]
-    coo = torch.sparse_coo_tensor(torch.stack([dst, src]), weights.to(torch.float32), (n, n)).coalesce()
-    return coo.to_sparse_csr().to(device) if device is not None else coo.to_sparse_csr()
+    # indices come from a validated graph: no invariant check needed (and saying so silences torch's warning)
+    coo = torch.sparse_coo_tensor(torch.stack([dst, src]), weights.to(torch.float32), (n, n),
+                                  check_invariants=False).coalesce()
+    with warnings.catch_warnings():
+        # torch notes once per process that CSR support is "in beta"; it tells a probgen user nothing
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        csr = coo.to_sparse_csr()
+    return csr.to(device) if device is not None else csr
 
 
 def simulate_batch(at: torch.Tensor, kind: str, rates: dict[str, torch.Tensor], initial: torch.Tensor, steps: int, *,
