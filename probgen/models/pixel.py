@@ -553,11 +553,12 @@ class PixelRNN(_PixelModel):
         return self._apply_head(f)
 
     @classmethod
-    def from_config(cls, config: dict) -> "PixelRNN":
-        # files of probgen 0.1 predate `context`: their diagonal layers are the legacy ones
-        if isinstance(config, dict) and config.get("layer", "diagonal") == "diagonal" and "context" not in config:
-            config = {**config, "context": "legacy"}
-        return super().from_config(config)
+    def upgrade_config(cls, config: dict) -> dict:
+        """Files saved before ``context`` existed hold the legacy diagonal layer (and its weights)."""
+        config = super().upgrade_config(config)
+        if config.get("layer", "diagonal") == "diagonal" and "context" not in config:
+            config["context"] = "legacy"
+        return config
 
     # Cached sampling: LSTM states of finished pixels are kept; a new pixel costs one
     # input window of the first convolution and one LSTM cell update per layer.
