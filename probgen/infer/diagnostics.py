@@ -314,7 +314,10 @@ def diagnose(result: Any) -> pd.DataFrame:
         if "sample_spread" in result.info:
             rows.append(_spread_row(result.info["sample_spread"]))
     if result.inference_data is not None and hasattr(result.inference_data, "posterior"):
-        rows.extend(mcmc_checks(result.inference_data))
+        try:
+            rows.extend(mcmc_checks(result.inference_data))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # a posterior ArviZ cannot summarise
+            rows.append(_row(f"MCMC checks not run ({type(exc).__name__}: {exc})", math.nan, math.nan, None, ""))
     extra = getattr(result.model, "fit_diagnostics", None)
     if callable(extra):
         rows.extend(extra())
