@@ -38,7 +38,7 @@ References:
 from __future__ import annotations
 
 __all__ = ["FitWarning", "NonFiniteLossError", "NonFiniteGuard", "diagnose", "warn_if_untrusted", "loss_trend",
-           "mcmc_checks", "ais_check", "critic_collapse", "sample_spread", "DepthRecordingNUTS", "THRESHOLDS",
+           "mcmc_checks", "ais_check", "warn_ais", "critic_collapse", "sample_spread", "DepthRecordingNUTS", "THRESHOLDS",
            "COLUMNS"]
 
 import math
