@@ -330,7 +330,7 @@ class _PixelModel(Model):
         from ..gallery import TourSection, demo_source
         from ..plot import sample_grid, save_figure
 
-        epochs = 3 if quick else 40
+        epochs = 2 if quick else 15
         name = cls.__name__
 
         def demo():
@@ -476,11 +476,11 @@ class PixelCNN(_PixelModel):
     def _tiny(cls) -> "PixelCNN":
         return cls(image_shape=(8, 8), channels=8, layers=2, first_kernel=5)
 
-    _tour_model_code = "probgen.models.PixelCNN(image_shape=(8, 8), channels=32, layers=4, first_kernel=5)"
+    _tour_model_code = "probgen.models.PixelCNN(image_shape=(8, 8), channels=24, layers=3, first_kernel=5)"
 
     @classmethod
     def _tour_model(cls) -> "PixelCNN":
-        return cls(image_shape=(8, 8), channels=32, layers=4, first_kernel=5)
+        return cls(image_shape=(8, 8), channels=24, layers=3, first_kernel=5)
 
 
 class PixelRNN(_PixelModel):
@@ -638,8 +638,8 @@ class PixelRNN(_PixelModel):
     def _tiny(cls) -> "PixelRNN":
         return cls(image_shape=(8, 8), layer="row", hidden=8, layers=1, first_kernel=5)
 
-    _tour_model_code = "probgen.models.PixelRNN(image_shape=(8, 8), layer='row', hidden=32, layers=2, first_kernel=5)"
+    _tour_model_code = "probgen.models.PixelRNN(image_shape=(8, 8), layer='row', hidden=24, layers=1, first_kernel=5)"
 
     @classmethod
     def _tour_model(cls) -> "PixelRNN":
-        return cls(image_shape=(8, 8), layer="row", hidden=32, layers=2, first_kernel=5)
+        return cls(image_shape=(8, 8), layer="row", hidden=24, layers=1, first_kernel=5)

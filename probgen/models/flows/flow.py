@@ -320,7 +320,7 @@ class Flow(Model):
         from ... import plot
         from ...gallery import TourSection, demo_source
 
-        steps = 100 if quick else 1500
+        steps = 60 if quick else 800
 
         def demo():
             torch.manual_seed(0)

@@ -224,7 +224,7 @@ class ImageToImageGAN(Model):
         from ...metrics.images import psnr
         from ...plot import sample_grid, save_figure
 
-        steps = 30 if quick else 300
+        steps = 20 if quick else 150
 
         def demo():
             from probgen.models.gan.image import edges
@@ -326,7 +326,7 @@ class SuperResolutionGAN(ImageToImageGAN):
         from ...metrics.images import psnr
         from ...plot import sample_grid, save_figure
 
-        steps = 30 if quick else 300
+        steps = 20 if quick else 150
 
         def demo():
             from probgen.models.gan.image import downsample
