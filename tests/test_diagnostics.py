@@ -1,5 +1,6 @@
 """Fit diagnostics: FitResult.diagnostics() and probgen.FitWarning say when a fit should not be trusted."""
 
+import copy
 import math
 import warnings
 
@@ -220,3 +221,26 @@ def test_fit_warning_is_public_and_closed_form_fits_have_no_rows():
     chain = probgen.models.MarkovChain()
     result, caught = _fit_warnings(lambda: chain.fit([[0, 1, 0, 1, 1]]))
     assert caught == [] and result.diagnostics().empty
+
+
+def test_nan_in_an_adversarial_step_rolls_back_the_critic():
+    """Engines with their own step (adversarial): the step's update has run when its NaN is seen, so
+    the NaN weights are replaced by the last evaluation point's."""
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    with probgen.seeded(0):
+        gan = probgen.models.GAN(data_shape=(2,), latent_dim=2, hidden=(8,))
+    calls, snapshots = {"n": 0}, {}
+    critic_loss = gan.critic_loss
+
+    def poisoned(*batch):
+        calls["n"] += 1
+        loss = critic_loss(*batch)
+        return loss * math.nan if calls["n"] == 25 else loss  # step 24
+
+    gan.critic_loss = poisoned
+    keep = lambda step, record, m: snapshots.__setitem__(step, copy.deepcopy(m.critic.state_dict()))  # noqa: E731
+    with pytest.raises(D.NonFiniteLossError, match="critic_loss became nan at step 24") as err:
+        gan.fit(x, steps=100, eval_every=10, batch_size=32, progress=False, seed=0, callbacks=keep)
+    assert err.value.good_step == 19
+    for name, value in gan.critic.state_dict().items():
+        assert torch.isfinite(value).all() and torch.equal(value, snapshots[19][name])

@@ -351,7 +351,7 @@ class NonFiniteGuard:
 
     The guard holds a copy of the model's state from before training and refreshes it at each
     evaluation point (``keep``). At a non-finite loss, the model keeps its current state when all
-    its parameters and buffers are finite (the loss of this step failed, the update before it did
+    its parameters are finite (the loss of this step failed, the update before it did
     not), and otherwise returns to the last copy; the error names both steps.
     """
 
@@ -364,7 +364,8 @@ class NonFiniteGuard:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _finite(self) -> bool:
-        return all(bool(torch.isfinite(v).all()) for v in self.model.state_dict().values() if v.is_floating_point())
+        # parameters only: some buffers are NaN by design (e.g. a GAN's unset rejection threshold)
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
     def keep(self, step: int) -> None:
         """Refresh the copy of the state (at an evaluation point, after a finite step)."""
