@@ -16,6 +16,7 @@ __all__ = ["run", "available", "Report", "time_call"]
 # bench name -> module in this package
 _BENCHES = {
     "svi": "svi",
+    "nuts": "nuts",
     "bayesnet": "bayesnet",
     "markov": "markov",
     "spread": "spread",
@@ -33,6 +34,9 @@ _BENCHES = {
     "diffusion": "diffusion",
     "quality": "quality",
     "scale": "scale",
+    "music": "music",
+    "privacy": "privacy",
+    "anomaly": "anomaly",
 }
 
 

@@ -34,6 +34,10 @@ BUILTIN_FAMILIES: dict[str, str] = {
     "pixel_rnn": "probgen.models.pixel:PixelRNN",
     "flow": "probgen.models.flows:Flow",
     "diffusion": "probgen.models.diffusion:Diffusion",
+    "chord_ngram": "probgen.models.music:ChordNGram",
+    "rnn_rbm": "probgen.models.music:RNNRBM",
+    "roll_nade": "probgen.models.music:RollNADE",
+    "deep_markov": "probgen.models.music:DeepMarkovModel",
 }
 
 _FAMILIES: dict[str, type | str] = dict(BUILTIN_FAMILIES)

@@ -100,6 +100,10 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
             raise ValueError(f"inference: the {cls.family!r} family cannot be fitted with {name!r} (that engine needs "
                              f"{needs}); valid engines for it: {', '.join(available(model))}")
         raise unknown_key("inference engine", name, available(model))
+    if options.get("privacy") is not None:
+        from .privacy import check_engine
+
+        check_engine(model, name, options.get("distributed"))
     if options.get("distributed") and not world().active:
         result = fit_distributed(model, data, inference=name, **options)
         warn_if_untrusted(result)
@@ -109,6 +113,9 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
     result = getattr(model, own)(data, **options) if own is not None else ENGINES[name].fit(model, data, **options)
     if not isinstance(result, FitResult):
         result = FitResult(model=model, engine=name, info=dict(result or {}))
+    if options.get("privacy") is not None and "privacy" not in result.info:
+        raise ValueError(f"privacy: the {cls.family!r} family's own {name!r} engine does not train through DP-SGD; "
+                         "the model was fitted WITHOUT privacy and must not be released as private")
     if not result.wall_time:
         result.wall_time = time.perf_counter() - start
     result.engine = name

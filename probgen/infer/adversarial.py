@@ -32,6 +32,10 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
     tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
     val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
     model.to(opts.device)
+    if opts.privacy is not None:  # DP-GAN: a private critic (infer/privacy.py)
+        from .privacy import fit_adversarial_private
+
+        return fit_adversarial_private(model, tensors, val, opts)
     betas = tuple(opts.extra["betas"])
     opt_g = make_optimizer(model.generator_parameters(), opts, betas=betas, foreach=True)
     opt_c = make_optimizer(model.critic_parameters(), opts, lr=opts.extra["critic_lr"] or opts.lr, betas=betas,

@@ -21,6 +21,7 @@ import torch
 from ..core.progress import progress_bar
 from ..core.random import seeded
 from ..core.result import FitResult
+from ..core.rows import require_examples
 from .diagnostics import NonFiniteGuard
 from .distributed import DistributedContext, shard_batch, world
 from .options import FitOptions
@@ -91,9 +92,15 @@ def train(
     """
     if (loss_fn is None) == (step_fn is None):
         raise TypeError("train: give exactly one of loss_fn and step_fn")
+    if opts.privacy is not None:  # DP-SGD: Poisson batches, per-record clipping, noise (infer/privacy.py)
+        from .privacy import train_private
+
+        return train_private(model, tensors, opts, engine=engine, loss_fn=loss_fn, step_fn=step_fn,
+                             eval_fn=eval_fn, val_tensors=val_tensors, default_steps=default_steps,
+                             parameters=parameters, warmup=warmup)
     if segment_fn is not None and step_fn is None:
         raise TypeError("train: segment_fn goes with step_fn")
-    n = len(tensors[0])
+    n = require_examples(len(tensors[0]), "data")
     ctx = world() if opts.distributed else DistributedContext()
     batch_size = min(opts.batch_size or min(n, 256), n)
     if ctx.active and batch_size % ctx.size:

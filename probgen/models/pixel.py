@@ -28,6 +28,7 @@ from torch.distributions import constraints
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_choice, check_positive, class_labels
 from ..core.progress import progress_bar
+from ..core.rows import cat_rows
 from ..nn.masked import DiagonalBiLSTM, GatedBlock, MaskedConv2d, RowLSTM, gate, lstm_cell
 
 _OUTPUTS = ("bernoulli", "categorical", "logistic")
@@ -192,7 +193,7 @@ class _PixelModel(Model):
         with torch.no_grad():
             parts = [self._pixel_log_probs(self(x[s:s + batch_size], None if y is None else y[s:s + batch_size]),
                                            self._levels_of(x[s:s + batch_size])) for s in range(0, len(x), batch_size)]
-        return torch.cat(parts)
+        return cat_rows(parts, x.new_zeros((0, *x.shape[-2:])))
 
     def log_prob(self, x: Any, y: Any = None, batch_size: int = 500) -> torch.Tensor:
         """Exact log-likelihood in nats of each image (for grayscale: of its 256-level pixel values).

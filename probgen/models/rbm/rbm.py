@@ -21,6 +21,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_binary, check_choice, check_positive
+from ...core.rows import flat_rows
 from ...core.progress import progress_bar
 from ...core.random import seeded
 from ...core.result import FitResult
@@ -188,7 +189,7 @@ class RBM(Model):
             x = x.flat()
         if self.visible == "softmax":
             t = as_tensor(x, name, dtype=torch.long, ndim=(1, 2), device=self.W.device)
-            t = t.reshape(len(t), -1) if t.dim() == 2 else t[None]
+            t = flat_rows(t) if t.dim() == 2 else t[None]
             if t.shape[1] != self.n_visible:
                 raise ValueError(f"{name}: expected {self.n_visible} categorical values per row, got {t.shape[1]}")
             if len(t) and (t.min() < 0 or t.max() >= self.n_categories):
@@ -196,7 +197,7 @@ class RBM(Model):
                                  f"got range [{int(t.min())}, {int(t.max())}]")
             return F.one_hot(t, self.n_categories).float().reshape(len(t), -1)
         t = as_tensor(x, name, device=self.W.device)
-        t = t.reshape(len(t), -1) if t.dim() > 1 else t[None]
+        t = flat_rows(t) if t.dim() > 1 else t.reshape(1, -1)
         if t.shape[1] != self.n_visible:
             raise ValueError(f"{name}: expected {self.n_visible} visible values per row, got shape {tuple(t.shape)}")
         if self.visible == "bernoulli":
