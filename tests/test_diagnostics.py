@@ -145,9 +145,10 @@ def test_short_nuts_run_warns_and_counts_max_depth_hits():
     x, y = _regression_data()
     model = probgen.models.BayesianLinearRegression(n_features=1)
     result, caught = _fit_warnings(lambda: model.fit((x[:20], y[:20]), inference="mcmc", num_samples=30,
-                                                    warmup_steps=20, max_tree_depth=1, progress=False, seed=0))
+                                                    warmup_steps=20, max_tree_depth=1, compiled=False,
+                                                    progress=False, seed=0))
     table = result.diagnostics().set_index("check")
-    # with max_tree_depth=1 every trajectory stops at the limit: all 2 x 30 draws hit it
+    # Pyro's NUTS (compiled=False; the compiled sampler records no tree depths): with max_tree_depth=1 every trajectory stops at the limit: all 2 x 30 draws hit it
     assert table.loc["MCMC draws at max tree depth", "value"] == 60
     assert not table.loc["MCMC bulk ESS (min)", "ok"]  # 60 draws cannot give an ESS of 400
     assert len(caught) == 1 and "max tree depth" in str(caught[0].message)

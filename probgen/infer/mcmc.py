@@ -90,7 +90,8 @@ def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
     if hasattr(model, "set_posterior_samples"):
         model.set_posterior_samples({k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()})
     inference_data = _to_arviz(samples, np.stack(diverging),
-                               None if None in depth_hits else np.array(depth_hits, dtype=bool))
+                               None if None in depth_hits or len(depth_hits) != len(diverging)
+                               else np.array(depth_hits, dtype=bool))  # the compiled path records no depths
     history = pd.DataFrame({"chain": np.repeat(np.arange(ex["num_chains"]), ex["num_samples"]),
                             "draw": np.tile(np.arange(ex["num_samples"]), ex["num_chains"]),
                             "diverging": np.concatenate(diverging)})
