@@ -263,6 +263,23 @@ class MusicModel(Model):
     def _require_fitted(self) -> None:
         pass
 
+    # --------------------------------------------------------------- examples
+    #: the tour's budget per family: ``(constructor keywords, fit keywords, training chorales)``
+    tour_budget: dict = {"full": ({}, {}, 20), "quick": ({}, {}, 8)}
+
+    @classmethod
+    def _tour_budget(cls, quick: bool) -> tuple[dict, dict, int]:
+        model_kw, fit_kw, n_train = cls.tour_budget["quick" if quick else "full"]
+        return dict(model_kw), dict(fit_kw), int(n_train)
+
+    @classmethod
+    def tour(cls, out_dir, quick: bool = False):
+        """Fit on a few chorales, draw Bach beside the model's continuation, measure the test NLL
+        per frame beside a baseline (the shared tour of ``probgen.models.music.tour``)."""
+        from .tour import music_tour
+
+        return music_tour(cls, out_dir, quick)
+
     # ------------------------------------------------------------------ output
     def to_midi(self, roll: Any, path: str | os.PathLike, tempo: float = 80.0) -> str:
         """Write ``roll`` (e.g. from ``sample``) as a MIDI file; see ``write_midi``."""

@@ -121,46 +121,9 @@ class RollNADE(MusicModel):
             ctx = step[:, 0]
         return out
 
-    # --------------------------------------------------------------- examples
-    @classmethod
-    def tour(cls, out_dir, quick: bool = False):
-        """Fit on 20 chorales for a few seconds; harmonise a held-out soprano; draw both rolls."""
-        import os
-
-        import matplotlib.pyplot as plt
-
-        from ... import plot
-        from ...datasets import load
-        from ...gallery import TourSection
-
-        train, test = (load("chorales", split=s, max_pieces=20) for s in ("train", "test"))
-        m = cls(train.n_pitches, train.low, rnn_hidden=48, nade_hidden=24)
-        m.fit(train, steps=40 if quick else 150, batch_size=8, lr=0.01, progress=False, seed=0)
-        bach = test.rolls[0][:32]
-        soprano = [int(torch.nonzero(f).max()) + train.low if f.any() else None for f in bach]
-        harmony = m.harmonize(soprano, seed=0)
-        given = torch.zeros_like(harmony)
-        for t, p in enumerate(soprano):
-            if p is not None:
-                given[t, p - train.low] = 1
-        fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-        plot.piano_roll(bach, train.low, ax=axes[0], highlight=given, title=f"Bach, {test.names[0]} (soprano in red)")
-        plot.piano_roll(harmony, train.low, ax=axes[1], highlight=given, title="RNN-NADE's voices under the same soprano")
-        fig.tight_layout()
-        path = os.path.join(out_dir, "roll_nade.png")
-        fig.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        nll = m.nll_per_frame(test)
-        frames, held = torch.cat(train.rolls).double(), torch.cat(test.rolls).double()
-        q = (frames.sum(0) + 0.5) / (len(frames) + 1)
-        independent = float(-(held * q.log() + (1 - held) * torch.log1p(-q)).sum(-1).mean())
-        works = nll < independent
-        return TourSection(cls.family, f"RNN-NADE on {len(train)} chorales, harmonising a held-out soprano",
-                           verdict="works" if works else "limited",
-                           note="" if works else "a few seconds of training do not beat independent notes here",
-                           figures={"test NLL per frame (nats)": f"{nll:.2f}",
-                                    "independent notes": f"{independent:.2f}"},
-                           pictures=[(path, "top: Bach; bottom: RNN-NADE's lower voices under Bach's soprano (red)")])
+    # lr chosen between 0.01 and 0.02 by the NLL on 5 validation chorales (not the test ones)
+    tour_budget = {"full": ({"rnn_hidden": 48, "nade_hidden": 24}, {"steps": 150, "batch_size": 8, "lr": 0.02}, 20),
+                   "quick": ({"rnn_hidden": 32, "nade_hidden": 16}, {"steps": 40, "batch_size": 8, "lr": 0.02}, 8)}
 
     @classmethod
     def _contract_case(cls) -> ContractCase:

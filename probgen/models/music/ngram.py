@@ -214,6 +214,8 @@ class ChordNGram(MusicModel):
         return f
 
     # -------------------------------------------------------------- examples
+    tour_budget = {"full": ({}, {}, 20), "quick": ({}, {}, 8)}  # the same pieces as the neural families, so its figure is their baseline
+
     @classmethod
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
