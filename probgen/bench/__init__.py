@@ -24,6 +24,8 @@ _BENCHES = {
     "gan-modes": "gan_modes",
     "gan-images": "gan_images",
     "gan-text": "gan_text",
+    "gan-robust": "gan_robust",
+    "gan-diversity": "gan_diversity",
     "rbm": "rbm",
     "recommend": "recommend",
     "pixel-sampling": "pixel_sampling",
