@@ -110,14 +110,26 @@ def draw_network(graph, node_color: Any = None, ax=None, title: str | None = Non
     return ax
 
 
-def save_figure(ax_or_fig, path: str | os.PathLike) -> str:
-    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it."""
+def save_figure(ax_or_fig, path: str | os.PathLike, provenance: dict | None = None) -> str:
+    """Save the figure of ``ax_or_fig`` to ``path`` (PNG) and close it.
+
+    Every PNG carries a provenance stamp as a text chunk (read back by ``probgen.provenance(path)``):
+    ``provenance`` (``probgen.responsible.stamp(model, seed)``: family, model hash, seed) or, when
+    not given, one that names only probgen, its version and the time.
+    """
     import matplotlib.pyplot as plt
 
     fig = getattr(ax_or_fig, "figure", ax_or_fig)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    meta = None
+    if str(path).lower().endswith(".png"):
+        import json
+
+        from .responsible.provenance import KEY, stamp
+
+        meta = {KEY: json.dumps(stamp() if provenance is None else provenance)}
+    fig.savefig(path, dpi=110, **({"metadata": meta} if meta else {}))
     plt.close(fig)
     return str(path)
 
@@ -157,6 +169,46 @@ def latent_scatter(model, x: Any, labels: Any = None, ax=None, title: str | None
         ax.legend(*points.legend_elements(), loc="best", fontsize="x-small", markerscale=0.7)
     ax.set_xlabel("PC 1 of the codes" if projected else "code 1")
     ax.set_ylabel("PC 2 of the codes" if projected else "code 2")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+__all__ += ["piano_roll"]
+
+
+def piano_roll(roll: Any, low: int, ax=None, title: str | None = None, highlight: Any = None,
+               resolution: str = "quarter"):
+    """A piano roll ``(frames, pitches)`` drawn with time across and MIDI pitch up (C's labelled).
+
+    ``highlight`` is an optional roll of the same shape whose notes are drawn in another
+    colour (e.g. the given soprano of a harmonisation, or a primer).
+
+    Example:
+        >>> import torch
+        >>> r = torch.zeros(8, 12); r[:, [0, 4, 7]] = 1
+        >>> piano_roll(r, low=60).get_ylabel()
+        'MIDI pitch'
+    """
+    r = torch.as_tensor(np.asarray(roll)).float().cpu().numpy()
+    if r.ndim != 2:
+        raise ValueError(f"roll: expected a (frames, pitches) piano roll, got shape {r.shape}")
+    frames, pitches = r.shape
+    ax = _axes(ax, figsize=(max(4.0, frames * 0.09), 3))
+    image = np.zeros((pitches, frames, 3)) + 1.0
+    on = r.T > 0.5
+    image[on] = (0.15, 0.2, 0.45)
+    if highlight is not None:
+        h = torch.as_tensor(np.asarray(highlight)).float().cpu().numpy()
+        if h.shape != r.shape:
+            raise ValueError(f"highlight: expected the roll's shape {r.shape}, got {h.shape}")
+        image[h.T > 0.5] = (0.85, 0.3, 0.1)
+    ax.imshow(image, origin="lower", aspect="auto", interpolation="nearest",
+              extent=(-0.5, frames - 0.5, low - 0.5, low + pitches - 0.5))
+    cs = [p for p in range(low, low + pitches) if p % 12 == 0]
+    ax.set_yticks(cs, [f"C{p // 12 - 1}" for p in cs])
+    ax.set_xlabel(f"frame ({resolution} notes)")
+    ax.set_ylabel("MIDI pitch")
     if title:
         ax.set_title(title)
     return ax

@@ -77,7 +77,7 @@ def test_load_refuses_foreign_safetensors_and_unknown_family(tmp_path):
     raw = good.read_bytes().replace(b'"linear_regression"', b'"os.system________"')
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(raw)
-    with pytest.raises(KeyError, match="linear_regression"):
+    with pytest.raises(ValueError, match="unknown model family 'os.system.*linear_regression"):
         probgen.load(bad)
     with pytest.raises(FileNotFoundError):
         probgen.load(tmp_path / "missing.safetensors")

@@ -36,6 +36,21 @@ def test_two_processes_follow_the_one_process_trajectory():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_two_processes_build_networks_under_the_seed():
+    # the VAE builds its networks from the data inside fit: with distributed=2 that build must
+    # happen under the seed too, so both fits start from the same weights. A learning rate of
+    # 1e-30 leaves the weights where they started (the ELBO's own draws differ between one and
+    # two processes, so the trajectories are not compared here)
+    x = (torch.rand(32, 1, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    opts = dict(steps=2, batch_size=16, lr=1e-30, seed=5, progress=False)
+    single = probgen.models.VAE(latent_dim=2, hidden=(8,))
+    probgen.fit(single, x, **opts)
+    multi = probgen.models.VAE(latent_dim=2, hidden=(8,))
+    probgen.fit(multi, x, distributed=2, **opts)
+    for (name, a), b in zip(single.state_dict().items(), multi.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
 def test_distributed_argument_errors():
     x, y = _data()
     m = BayesianLinearRegression(n_features=2)
@@ -70,10 +85,17 @@ _SCRIPT = textwrap.dedent('''
     bn = probgen.models.BayesianNetwork.example("asia")
     evidence = bn.sample(301, seed=0)[["xray", "dysp", "smoke"]]
     sharded = map_shards(lambda df: bn.posterior("lung", df), evidence)
+    # one row for two processes: rank 0's share is empty and skipped (fn would divide by zero)
+    one = map_shards(lambda df: df.assign(inv=1.0 / len(df)), frame.iloc[:1])
+    one_bn = map_shards(lambda df: bn.posterior("lung", df), evidence.iloc[:1])
+    none = map_shards(lambda df: bn.posterior("lung", df), evidence.iloc[:0])
     if dist.get_rank() == 0:
         whole = bn.posterior("lung", evidence)
         json.dump({"bn_max_diff": float((sharded - whole).abs().to_numpy().max()),
                    "bn_index_equal": bool(sharded.index.equals(whole.index)),
+                   "one": one["inv"].tolist(), "one_bn": one_bn.to_numpy().tolist(),
+                   "one_bn_ref": bn.posterior("lung", evidence.iloc[:1]).to_numpy().tolist(),
+                   "none": [len(none), list(none.columns)],
                    "loss": result.history["loss"].tolist(), "b": doubled["b"].tolist(),
                    "ranks": sorted(set(doubled["rank"])), "index": doubled.index.tolist()}, open(sys.argv[1], "w"))
 ''')
@@ -96,4 +118,6 @@ def test_under_torchrun(tmp_path):
     ref = BayesianLinearRegression(n_features=2).fit((x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False)
     np.testing.assert_allclose(got["loss"], ref.history["loss"], rtol=1e-5, atol=1e-5)
     assert got["bn_index_equal"] and got["bn_max_diff"] < 1e-12  # sharded Bayesian-network queries
+    assert got["one"] == [1.0] and got["one_bn"] == got["one_bn_ref"]  # empty shares skipped
+    assert got["none"] == [0, ["yes", "no"]]
     assert got["b"] == [2 * a for a in range(7)] and got["index"] == list(range(7)) and got["ranks"] == [0, 1]

@@ -58,7 +58,7 @@ def test_collapse_lowers_recall_not_precision():
     assert pr["precision"] > 0.9 and pr["recall"] < 0.5 and pr["coverage"] < 0.5
 
 
-def test_precision_recall_matches_naeem_reference():
+def test_precision_recall_matches_the_prdc_package():
     from probgen.bench.quality import _prdc_reference
 
     r, f = _gauss(300, d=5).double(), _gauss(250, d=5, seed=3, scale=1.3).double()

@@ -16,6 +16,7 @@ __all__ = ["run", "available", "Report", "time_call"]
 # bench name -> module in this package
 _BENCHES = {
     "svi": "svi",
+    "nuts": "nuts",
     "bayesnet": "bayesnet",
     "markov": "markov",
     "spread": "spread",
@@ -23,6 +24,8 @@ _BENCHES = {
     "gan-modes": "gan_modes",
     "gan-images": "gan_images",
     "gan-text": "gan_text",
+    "gan-robust": "gan_robust",
+    "gan-diversity": "gan_diversity",
     "rbm": "rbm",
     "recommend": "recommend",
     "pixel-sampling": "pixel_sampling",
@@ -32,6 +35,9 @@ _BENCHES = {
     "quality": "quality",
     "scale": "scale",
     "semisupervised": "semisupervised",
+    "music": "music",
+    "privacy": "privacy",
+    "anomaly": "anomaly",
 }
 
 

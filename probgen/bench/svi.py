@@ -8,6 +8,7 @@ import torch
 from torch.distributions import HalfNormal, LogNormal, Normal
 
 from ..core.random import resolve_device
+from ..infer.compiled import CompiledELBO
 from ..infer.svi import make_elbo, svi_loss
 from .harness import Report, time_interleaved
 
@@ -40,8 +41,10 @@ def _regression_case(report: Report, quick: bool, device: torch.device) -> None:
     ``log_prob_sum`` and a backward hook on each), rebuilding the constant priors about 0.1, and
     Pyro's tracing (messages through the handler stack, trace bookkeeping, ``score_parts``) the
     rest of the gap (the "tracing floor" row measures it on a model with almost no arithmetic).
-    ``svi_loss`` (what ``fit`` runs) checks on its first call only; the "checks every step" row
-    is ``fit(..., check_every_step=True)``.
+    ``svi_loss`` (the ordinary path) checks on its first call only; the "checks every step" row
+    is ``fit(..., check_every_step=True)``. The first row is what ``fit`` runs by default on a
+    static model (``compiled="auto"``, fits of 1000 steps or more): the ELBO traced once into a
+    flat torch graph (``probgen.infer.compiled.CompiledELBO``); tracing happens before timing.
     """
     from ..models.regression import BayesianLinearRegression
 
@@ -53,10 +56,16 @@ def _regression_case(report: Report, quick: bool, device: torch.device) -> None:
     elbo = make_elbo("elbo")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
 
-    def probgen_steps(check_every_step: bool):
+    compiled = CompiledELBO(model, num_data=n, strict=True)
+    compiled((x, y))  # traces once
+
+    def probgen_steps(check_every_step: bool | None):
         # the loss fit(...) minimises, without the loop's minibatch gather (which the baseline lacks)
-        loss_fn = svi_loss(model, elbo, n, check_every_step=check_every_step)
-        loss_fn((x, y))  # the first call runs Pyro's checks in either mode
+        if check_every_step is None:
+            loss_fn = compiled
+        else:
+            loss_fn = svi_loss(model, elbo, n, check_every_step=check_every_step)
+            loss_fn((x, y))  # the first call runs Pyro's checks in either mode
         for _ in range(steps):
             opt.zero_grad()
             loss = loss_fn((x, y))
@@ -83,11 +92,13 @@ def _regression_case(report: Report, quick: bool, device: torch.device) -> None:
             opt2.step()
 
     # interleaved repeats, so that both sides see the same load; the median of each
-    t = _per_step({"probgen": (lambda: probgen_steps(False)), "torch": torch_steps,
-                           "checks": (lambda: probgen_steps(True))}, steps, device)
+    t = _per_step({"probgen": (lambda: probgen_steps(None)), "torch": torch_steps,
+                   "pyro": (lambda: probgen_steps(False)), "checks": (lambda: probgen_steps(True))}, steps, device)
     case, metric = f"Bayesian linear regression, n={n}, d={d}", _metric(device)
-    report.add(case, metric, t["probgen"] * 1e3, t["torch"] * 1e3, baseline_name="hand-written torch ELBO",
-               unit="ms", goal="<= 1.15x")
+    report.add(case + ", compiled (fit's default)", metric, t["probgen"] * 1e3, t["torch"] * 1e3,
+               baseline_name="hand-written torch ELBO", unit="ms", goal="<= 1.15x")
+    report.add(case + ", ordinary Pyro path (compiled=False)", metric, t["pyro"] * 1e3, t["torch"] * 1e3,
+               baseline_name="hand-written torch ELBO", unit="ms")
     report.add(case + ", Pyro checks every step", metric, t["checks"] * 1e3, t["torch"] * 1e3,
                baseline_name="hand-written torch ELBO", unit="ms")
 
@@ -119,11 +130,14 @@ def _tracing_floor_case(report: Report, quick: bool, device: torch.device) -> No
                 pyro.sample(k, dist.Normal(locs[i], one))
 
     zero, one = torch.zeros((), device=device), torch.ones((), device=device)
-    loss_fn = svi_loss(Tiny(), make_elbo("elbo"), 1)
+    tiny = Tiny()
+    loss_fn = svi_loss(tiny, make_elbo("elbo"), 1)
+    compiled = CompiledELBO(tiny, num_data=1, strict=True)
+    compiled(())
 
-    def probgen_steps():
+    def probgen_steps(fn=loss_fn):
         for _ in range(steps):
-            loss_fn(()).backward()
+            fn(()).backward()
 
     def torch_steps():
         prior = Normal(zero, one)
@@ -135,9 +149,13 @@ def _tracing_floor_case(report: Report, quick: bool, device: torch.device) -> No
             (log_q - log_p).backward()
 
     loss_fn(())
-    t = _per_step({"probgen": probgen_steps, "torch": torch_steps}, steps, device)
-    report.add("Pyro tracing floor: 3 scalar latents + 1 observation, loss + backward", _metric(device),
-               t["probgen"] * 1e3, t["torch"] * 1e3, baseline_name="same densities in torch", unit="ms")
+    t = _per_step({"probgen": probgen_steps, "torch": torch_steps, "compiled": lambda: probgen_steps(compiled)},
+                  steps, device)
+    case = "Pyro tracing floor: 3 scalar latents + 1 observation, loss + backward"
+    report.add(case, _metric(device), t["probgen"] * 1e3, t["torch"] * 1e3, baseline_name="same densities in torch",
+               unit="ms")
+    report.add(case + ", compiled", _metric(device), t["compiled"] * 1e3, t["torch"] * 1e3,
+               baseline_name="same densities in torch", unit="ms")
 
 
 def run(quick: bool = False, device: str = "cpu") -> Report:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterator
 import pyro
 import torch
 
-from .checks import as_tensor, check_positive
+from .checks import as_tensor, check_keywords, check_positive
 from .engines import collect_own_engines
 from .random import seeded
 from .registry import register_family
@@ -163,6 +163,7 @@ class Model(torch.nn.Module):
     def sample(self, n: int, seed: int | None = None, **condition: Any) -> Any:
         """Draw ``n`` new examples (tensors, or a DataFrame for tabular data)."""
         check_positive("n", n, integer=True)
+        check_keywords(self._sample, condition, f"{type(self).__name__}.sample")
         with seeded(seed), torch.no_grad():
             return self._sample(int(n), **condition)
 

@@ -11,6 +11,7 @@ __all__ = [
     "as_tensor",
     "check_binary",
     "check_choice",
+    "check_keywords",
     "check_labels",
     "class_labels",
     "check_positive",
@@ -36,6 +37,27 @@ def check_choice(name: str, value: Any, options: Sequence[Any]) -> Any:
     if value not in options:
         raise ValueError(f"{name}: expected one of {list(options)}, got {value!r}")
     return value
+
+
+def check_keywords(fn: Any, kwargs: dict, what: str) -> None:
+    """Raise ``TypeError`` naming the valid ones when ``fn`` takes none of some ``kwargs``.
+
+    Example:
+        >>> def f(n, steps=1): pass
+        >>> check_keywords(f, {"step": 2}, "sample")
+        Traceback (most recent call last):
+        ...
+        TypeError: sample: unexpected argument 'step'; valid: steps
+    """
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]
+    for key in kwargs:
+        if key not in valid:
+            raise TypeError(f"{what}: unexpected argument {key!r}; valid: {', '.join(valid) or 'none'}")
 
 
 def check_positive(name: str, value: Any, *, strict: bool = True, integer: bool = False) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["seeded", "resolve_device", "cuda_available"]
+__all__ = ["seeded", "check_seed", "resolve_device", "cuda_available"]
 
 import contextlib
 import random as _random
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyro
@@ -28,8 +28,7 @@ def seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
+    check_seed(seed)
     py_state, np_state = _random.getstate(), np.random.get_state()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
@@ -39,6 +38,21 @@ def seeded(seed: int | None) -> Iterator[None]:
         finally:
             _random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+def check_seed(seed: Any) -> Any:
+    """Return ``seed`` if it is ``None`` or an integer in [0, 2**32), else raise ``ValueError``.
+
+    (NumPy's global generator, seeded too, takes seeds below 2**32.)
+
+    Example:
+        >>> check_seed(3)
+        3
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed < 2**32):
+        raise ValueError(f"seed: expected an integer in [0, 2**32) or None, got {seed!r}")
+    return seed
 
 
 def cuda_available() -> bool:

@@ -37,6 +37,10 @@ BUILTIN_FAMILIES: dict[str, str] = {
     "semi_supervised_vae": "probgen.models.semisupervised:SemiSupervisedVAE",
     "stacked_semi_supervised_vae": "probgen.models.semisupervised:StackedSemiSupervisedVAE",
     "semi_supervised_gan": "probgen.models.semisupervised:SemiSupervisedGAN",
+    "chord_ngram": "probgen.models.music:ChordNGram",
+    "rnn_rbm": "probgen.models.music:RNNRBM",
+    "roll_nade": "probgen.models.music:RollNADE",
+    "deep_markov": "probgen.models.music:DeepMarkovModel",
 }
 
 _FAMILIES: dict[str, type | str] = dict(BUILTIN_FAMILIES)

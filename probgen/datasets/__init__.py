@@ -6,7 +6,8 @@
   images are ``(n, 1, H, W)`` in [0, 1];
 * tables and series: a pandas ``DataFrame``;
 * graphs: a ``networkx.Graph``; Bayesian networks: a pgmpy ``DiscreteBayesianNetwork``;
-* text: a ``str``.
+* text: a ``str``;
+* music (``"chorales"``): a ``probgen.datasets.chorales.Chorales`` of piano rolls, split by piece.
 
 ``split`` is ``"train"``, ``"val"`` or ``"test"`` (80/10/10; chronological for time
 series, a seeded permutation otherwise), ``None`` for everything. With the

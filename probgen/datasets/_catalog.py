@@ -250,6 +250,13 @@ def _english(**_):
     return list(stdlib_docstrings())
 
 
+# ----------------------------------------------------------------- music
+def _chorales(**options):
+    from .chorales import load_chorales
+
+    return load_chorales(**options)
+
+
 # --------------------------------------------------------------- catalogue
 CATALOG: dict[str, _Entry] = {
     "digits": _Entry("images", "scikit-learn load_digits, 1,797 8x8 images", _images(_digits_raw, False, "digits")),
@@ -268,6 +275,8 @@ CATALOG: dict[str, _Entry] = {
     "les_miserables": _Entry("graph", "networkx: Les Miserables co-appearances", _graph("les_miserables_graph"), splittable=False),
     "florentine": _Entry("graph", "networkx: Florentine families", _graph("florentine_families_graph"), splittable=False),
     "english": _Entry("text", "docstrings of the Python standard library (read with ast)", _english),
+    "chorales": _Entry("music", "music21 corpus: Bach four-part chorales as quarter-note piano rolls (split by piece)",
+                       _chorales),
     **{name: _Entry("bayesnet", f"bnlearn network {name!r} as shipped in pgmpy", _bn(name), splittable=False)
        for name in BN_NAMES},
 }
@@ -298,6 +307,8 @@ def load(name: str, split: str | None = None, seed: int = 0, **options: Any):
         check_positive("n", options["n"], integer=True)
     if split is not None and not entry.splittable:
         raise ValueError(f"split: the {entry.kind} {name!r} has no splits; use split=None")
+    if entry.kind == "music":  # split by piece inside the loader (pieces have different lengths)
+        return entry.loader(split=split, seed=seed, **options)
     value = entry.loader(seed=seed, **options)
     if entry.kind in ("images", "points"):
         x, y, meta = value

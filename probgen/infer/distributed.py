@@ -139,7 +139,12 @@ def _spawn_local(model, data, inference: str, nprocs: int, options: dict):
     if options.get("callbacks"):
         raise ValueError("callbacks: not supported with distributed=N (they cannot be sent to worker processes); "
                          "run under torchrun with distributed=True to use callbacks")
-    tensors = model.prepare_data(data)
+    from ..core.random import seeded
+
+    # a family that builds its networks from the data does it in prepare_data: under the fit's
+    # seed, as its one-process fit does (``_build_for_fit``), so both start from the same weights
+    with seeded(options.get("seed")):
+        tensors = model.prepare_data(data)
     payload = {f"data_{i}": t.detach().cpu().contiguous() for i, t in enumerate(tensors)}
     if options.get("validation") is not None:
         val = model.prepare_data(options.pop("validation"), "validation")
@@ -237,12 +242,19 @@ def map_shards(fn: Callable[[Any], Any], rows: Any) -> Any:
     n = len(rows)
     bounds = [n * r // ctx.size for r in range(ctx.size + 1)]
     lo, hi = bounds[ctx.rank], bounds[ctx.rank + 1]
-    part = rows.iloc[lo:hi] if isinstance(rows, (pd.DataFrame, pd.Series)) else rows[lo:hi]
-    answer = fn(part)
-    if isinstance(answer, torch.Tensor):
-        answer = answer.cpu()
+    # with fewer rows than processes some shares are empty: those processes skip ``fn`` (which
+    # need not accept zero rows) and contribute nothing to the gathered answer
+    answer = None
+    if hi > lo:
+        part = rows.iloc[lo:hi] if isinstance(rows, (pd.DataFrame, pd.Series)) else rows[lo:hi]
+        answer = fn(part)
+        if isinstance(answer, torch.Tensor):
+            answer = answer.cpu()
     gathered: list = [None] * ctx.size
     dist.all_gather_object(gathered, answer)
+    gathered = [g for g, r in zip(gathered, range(ctx.size)) if bounds[r + 1] > bounds[r]]
+    if not gathered:  # no rows at all
+        return fn(rows)
     first = gathered[0]
     if isinstance(first, (pd.DataFrame, pd.Series)):
         return pd.concat(gathered)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 from ..core.checks import check_positive
-from ..core.random import resolve_device
+from ..core.random import check_seed, resolve_device
 
 
 @dataclass
@@ -21,6 +21,8 @@ class FitOptions:
     improved and the best weights are restored. ``callbacks`` are called as
     ``cb(step, record, model)`` after each step; one returning ``True`` stops.
     ``checkpoint`` is a path that ``probgen.save`` writes at each evaluation.
+    ``privacy`` (a dict such as ``{"epsilon": 3.0, "delta": 1e-5, "max_grad_norm": 1.0}``)
+    trains with DP-SGD (see ``probgen.infer.privacy``).
     """
 
     steps: int | None = None
@@ -39,6 +41,7 @@ class FitOptions:
     checkpoint: Any = None
     progress: bool = True
     distributed: bool = False
+    privacy: Any = None
     extra: dict = field(default_factory=dict)
 
 
@@ -78,4 +81,7 @@ def parse_options(engine: str, options: dict, extra: dict[str, Any] | None = Non
         raise ValueError("patience: early stopping needs validation data (validation=...)")
     if callable(opts.callbacks):
         opts.callbacks = (opts.callbacks,)
+    if not isinstance(opts.callbacks, (list, tuple)) or not all(callable(c) for c in opts.callbacks):
+        raise ValueError(f"callbacks: expected a callable or a list of callables, got {opts.callbacks!r}")
+    check_seed(opts.seed)
     return opts

@@ -34,14 +34,28 @@ _ELBOS = {
 
 
 def make_elbo(loss: str = "elbo", jit: bool = False, num_particles: int = 1, max_plate_nesting: int | None = None):
+    if loss == "iwae":
+        return _IWAE(num_particles)
     if (loss, bool(jit)) not in _ELBOS:
-        raise ValueError(f"loss: expected 'elbo', 'meanfield' or 'enum', got {loss!r}")
+        raise ValueError(f"loss: expected 'elbo', 'meanfield', 'iwae' or 'enum', got {loss!r}")
     kw: dict[str, Any] = {"num_particles": num_particles, "vectorize_particles": num_particles > 1}
     if max_plate_nesting is not None:
         kw["max_plate_nesting"] = max_plate_nesting
     if jit:
         kw["ignore_jit_warnings"] = True
     return _ELBOS[(loss, bool(jit))](**kw)
+
+
+class _IWAE:
+    """The importance-weighted bound (Pyro's ``RenyiELBO`` at alpha 0, which has no differentiable loss)."""
+
+    def __init__(self, num_particles: int):
+        self.num_particles = num_particles
+
+    def differentiable_loss(self, model, guide, *args):
+        from .compiled import eager_loss
+
+        return eager_loss(model, guide, args, "iwae", self.num_particles)
 
 
 @contextlib.contextmanager
@@ -88,12 +102,16 @@ def svi_loss(model: Model, elbo, num_data: int, check_every_step: bool = False) 
 def fit_svi(model: Model, data: Any, **options: Any):
     """Fit ``model.model`` / ``model.guide`` by maximising the ELBO.
 
-    Extra options: ``loss`` ("elbo", "meanfield" or "enum"), ``jit`` (bool),
+    Extra options: ``loss`` ("elbo", "meanfield", "iwae" or "enum"), ``jit`` (bool),
     ``num_particles``, ``check_every_step`` (bool: Pyro's validation on every step rather
-    than the first only, see ``svi_loss``). The recorded loss is the negative ELBO per example.
+    than the first only, see ``svi_loss``), ``compiled`` ("auto", True or False: run the loss as
+    one traced torch function when the program is static, see ``probgen.infer.compiled``;
+    "auto" does so for fits of at least ``AUTO_COMPILE_MIN_STEPS`` steps and falls back to Pyro
+    with a one-line note, True raises ``NotStaticError`` naming the site that changed). The
+    recorded loss is the negative ELBO per example.
     """
     opts = parse_options("svi", options, extra={"loss": "elbo", "jit": False, "num_particles": 1,
-                                                "check_every_step": False})
+                                                "check_every_step": False, "compiled": "auto"})
     if not isinstance(opts.extra["check_every_step"], bool):
         raise ValueError(f"check_every_step: expected True or False, got {opts.extra['check_every_step']!r}")
     tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
@@ -104,6 +122,7 @@ def fit_svi(model: Model, data: Any, **options: Any):
     n = len(tensors[0])
 
     loss_fn = svi_loss(model, elbo, n, opts.extra["check_every_step"])
+    loss_fn = _maybe_compiled(model, opts, n, loss_fn)
 
     def eval_fn(batch):
         with model.data_size(len(batch[0])):
@@ -120,6 +139,36 @@ def fit_svi(model: Model, data: Any, **options: Any):
                        warmup=lambda b: loss_fn(b))
     result.posterior_fn = lambda num_samples: guide_posterior(model, tensors, num_samples, opts.seed)
     return result
+
+
+#: ``compiled="auto"`` traces the loss only for fits at least this long: tracing costs about half a
+#: second per input signature (the first in a process about two), which a short fit does not win back.
+AUTO_COMPILE_MIN_STEPS = 1000
+
+
+def _maybe_compiled(model: Model, opts, n: int, loss_fn: Callable) -> Callable:
+    """The compiled loss where ``opts.extra["compiled"]`` asks for it and it applies, else ``loss_fn``."""
+    from .compiled import LOSSES, CompiledELBO
+
+    mode, ex = opts.extra["compiled"], opts.extra
+    if mode not in ("auto", True, False):
+        raise ValueError(f"compiled: expected 'auto', True or False, got {mode!r}")
+    if mode is False:
+        return loss_fn
+    unsupported = ("loss='enum' (enumeration)" if ex["loss"] not in LOSSES else "jit=True" if ex["jit"]
+                   else "check_every_step=True" if ex["check_every_step"] else "distributed=True"
+                   if opts.distributed else None)
+    if unsupported:
+        if mode is True:
+            raise ValueError(f"compiled: True does not go with {unsupported}; use compiled='auto' or False")
+        return loss_fn
+    if mode == "auto":
+        batch = min(opts.batch_size or min(n, 256), n)
+        steps = opts.steps or (opts.epochs * -(-n // batch) if opts.epochs else 1000)
+        if steps < AUTO_COMPILE_MIN_STEPS:
+            return loss_fn
+    return CompiledELBO(model, loss=ex["loss"], num_particles=ex["num_particles"], num_data=n,
+                        strict=mode is True, fallback=loss_fn)
 
 
 def guide_posterior(model: Model, tensors: tuple, num_samples: int, seed: int | None = None):

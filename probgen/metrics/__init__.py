@@ -32,6 +32,13 @@ _NAMES = {
     "nn_distance_ratio": "memorization",
     "membership_inference_auc": "memorization",
     "log_prob_gap": "memorization",
+    # music.py: piano rolls (pitch classes, key, parallel fifths / octaves)
+    "pitch_class_histogram": "music",
+    "pitch_class_distance": "music",
+    "in_key_fraction": "music",
+    "parallel_motion": "music",
+    "music_statistics": "music",
+    "compare_music": "music",
     # images.py
     "psnr": "images",
     "ssim": "images",

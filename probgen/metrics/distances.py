@@ -211,6 +211,8 @@ def marginal_distances(real: Any, fake: Any, columns: list | None = None) -> pd.
     from scipy.stats import ks_2samp, wasserstein_distance
 
     r, f = _frame(real, "marginal_distances", "real", columns), _frame(fake, "marginal_distances", "fake", columns)
+    if set(r.columns) == set(f.columns):
+        f = f[list(r.columns)]  # matched by name
     if list(r.columns) != list(f.columns):
         raise ValueError(f"marginal_distances: real and fake differ in columns: {list(r.columns)} vs {list(f.columns)}")
     if len(r) < 2 or len(f) < 2:
@@ -248,6 +250,8 @@ def correlation_difference(real: Any, fake: Any, columns: list | None = None) ->
         1.0
     """
     r, f = _frame(real, "correlation_difference", "real", columns), _frame(fake, "correlation_difference", "fake", columns)
+    if set(r.columns) == set(f.columns):
+        f = f[list(r.columns)]  # matched by name
     if list(r.columns) != list(f.columns):
         raise ValueError(f"correlation_difference: real and fake differ in columns: {list(r.columns)} vs {list(f.columns)}")
     num = [c for c in r.columns if pd.api.types.is_numeric_dtype(r[c])]

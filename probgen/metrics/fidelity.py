@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ..core.checks import check_positive
-from ._common import embed_pair, exact_distances, knn_distances, pairwise_blocks, subsample
+from ._common import embed_pair, exact_distances, knn_distances, pairwise_blocks, rounding_band, subsample
 
 
 def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, max_samples: int | None = 10_000,
@@ -32,6 +32,13 @@ def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, 
     *density*: mean number of real balls holding a generated sample, over k (≈ 1
     for matching distributions, robust to outliers); *coverage*: share of real
     samples whose ball holds a generated sample.
+
+    Distances are exact: radii are float64 distances computed by subtraction, and a
+    point lies in a ball when its distance is at most the radius (ties count as
+    inside). The bulk of the comparisons uses float32 GEMM distances (twice as fast);
+    any pair within their worst-case rounding band of a ball's edge is settled by the
+    exact distance, so the answer is that of exact distances and repeated records
+    (every discrete table) lie inside each other's radius-0 balls.
 
     Arguments:
         real, fake: samples (images go through ``image_features``; tables are
@@ -57,23 +64,32 @@ def precision_recall(real: Any, fake: Any, k: int = 5, *, features: Any = None, 
     inside_any = torch.zeros(len(f), dtype=torch.bool)
     count = torch.zeros(len(f), dtype=torch.float64)
     recalled = torch.zeros(len(r), dtype=torch.bool)
+    covered = torch.zeros(len(r), dtype=torch.bool)
     nearest_fake = torch.full((len(r),), float("inf"), dtype=torch.float64)
-    rad_r2, rad_f2 = rad_r.float().square(), rad_f.float().square()
     near_f = torch.zeros(len(f), dtype=torch.long)  # each generated sample's nearest real one
     near_r = torch.zeros(len(r), dtype=torch.long)  # each real sample's nearest generated one
-    for start, d2 in pairwise_blocks(f, r):  # squared distances: (chunk of fake, real)
-        near_f[start:start + len(d2)] = d2.argmin(1)
+    rr, ff = (r * r).sum(1).float(), (f * f).sum(1).float()
+    rad_r2, rad_f2 = rad_r.float().square(), rad_f.float().square()
+    for start, d2 in pairwise_blocks(f, r):  # float32 squared distances: (chunk of fake, real)
+        rows = slice(start, start + len(d2))
+        near_f[rows] = d2.argmin(1)
         v, i = d2.min(0)
-        near_r = torch.where(v < nearest_fake, i + start, near_r)
-        inside = d2 <= rad_r2[None, :]
-        inside_any[start:start + len(d2)] = inside.any(1)
-        count[start:start + len(d2)] = inside.sum(1).double()
-        recalled |= (d2 <= rad_f2[start:start + len(d2), None]).any(0)
+        near_r = torch.where(v.double() < nearest_fake, i + start, near_r)
         nearest_fake = torch.minimum(nearest_fake, v.double())
+        # pairs within the GEMM's rounding band of a ball's edge are decided by the exact
+        # distance (by subtraction, float64), so that a copy of a record lies inside the
+        # record's own ball even when that ball has radius 0
+        band = rounding_band(ff[rows], rr, r.shape[1])
+        in_real = _inside(d2, rad_r2[None, :], rad_r[None, :], band, f[rows], r)
+        in_fake = _inside(d2, rad_f2[rows, None], rad_f[rows, None], band, f[rows], r)
+        inside_any[rows] = in_real.any(1)
+        count[rows] = in_real.sum(1).double()
+        covered |= in_real.any(0)
+        recalled |= in_fake.any(0)
     if _cache is not None:  # what alpha_precision_beta_recall needs, from the same passes
         _cache.update(args=(real, fake), real_to_real=knn_r[:, 0], near_f=near_f, near_r=near_r)
     return {"precision": float(inside_any.double().mean()), "recall": float(recalled.double().mean()),
-            "density": float(count.mean() / k), "coverage": float((nearest_fake <= rad_r2.double()).double().mean())}
+            "density": float(count.mean() / k), "coverage": float(covered.double().mean())}
 
 
 def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, features: Any = None,
@@ -130,3 +146,15 @@ def alpha_precision_beta_recall(real: Any, fake: Any, *, steps: int = 30, featur
     score = lambda curve: float(1 - np.abs(curve - alphas).sum() / alphas.sum())  # noqa: E731
     return {"alpha_precision": score(ap), "beta_recall": score(br), "authenticity": float(authentic),
             "curve": pd.DataFrame({"alpha": alphas, "alpha_precision": ap, "beta_recall": br})}
+
+
+def _inside(d2: torch.Tensor, rad2: torch.Tensor, radius: torch.Tensor, band: torch.Tensor, f: torch.Tensor,
+            r: torch.Tensor) -> torch.Tensor:
+    """``|f_i - r_j| <= radius`` for a block of float32 GEMM distances, exact within the rounding band."""
+    inside = d2 <= rad2 - band
+    edge = torch.nonzero((d2 - rad2).abs() <= band)
+    radius = radius.expand_as(d2)
+    for s in range(0, len(edge), 1 << 20):  # bounded memory when ties are many (discrete tables)
+        i, j = edge[s:s + (1 << 20), 0], edge[s:s + (1 << 20), 1]
+        inside[i, j] = (f[i].double() - r[j].double()).norm(dim=-1) <= radius[i, j]
+    return inside

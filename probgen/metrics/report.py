@@ -268,8 +268,15 @@ def evaluate(model_or_samples: Any, real: Any, holdout: Any = None, metrics: Seq
         (1.0, 1.0)
     """
     check_positive("max_samples", max_samples, integer=True)
+    check_positive("k", k, integer=True)
+    check_positive("permutations", permutations, integer=True)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - 2:
+        raise ValueError(f"seed: expected an integer in [0, 2**32 - 2), got {seed!r}")
     if metrics is None:
         wanted, explicit = list(METRICS), False
+    elif isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not all(
+            isinstance(m, str) for m in metrics):
+        raise ValueError(f"metrics: expected a list of metric group names from {list(METRICS)}, got {metrics!r}")
     else:
         wanted, explicit = list(metrics), True
         for m in wanted:

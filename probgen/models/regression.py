@@ -15,6 +15,7 @@ from torch.distributions import constraints
 
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_positive
+from ..core.rows import require_examples
 
 
 class BayesianLinearRegression(Model, PyroModule):
@@ -93,13 +94,16 @@ class BayesianLinearRegression(Model, PyroModule):
         pyro.sample("sigma", dist.LogNormal(self.guide_loc_log_sigma, self.guide_scale_log_sigma))
 
     # ----------------------------------------------------------------- data
-    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_data(self, data: Any, name: str = "data", *, allow_empty: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(f"{name}: expected a pair (x, y) with x of shape (n, {self.n_features}) and y of shape (n,)")
         x = as_tensor(data[0], f"{name}[0] (x)", ndim=2, shape=(self.n_features,))
         y = as_tensor(data[1], f"{name}[1] (y)", ndim=1)
-        if len(x) != len(y) or len(x) == 0:
-            raise ValueError(f"{name}: x and y need the same, non-zero number of rows, got {len(x)} and {len(y)}")
+        if len(x) != len(y):
+            raise ValueError(f"{name}: x and y need the same number of rows, got {len(x)} and {len(y)}")
+        if not allow_empty:
+            require_examples(len(x), name)
         return x, y
 
     # -------------------------------------------------------------- posterior
@@ -139,7 +143,7 @@ class BayesianLinearRegression(Model, PyroModule):
         return mean + s[:, None] * torch.randn_like(mean)
 
     def log_prob(self, data: Any, num_draws: int = 256) -> torch.Tensor:
-        x, y = (t.to(self.device) for t in self.prepare_data(data))
+        x, y = (t.to(self.device) for t in self.prepare_data(data, allow_empty=True))
         with torch.no_grad():
             w, b, s = self.posterior_draws(num_draws)
             lp = dist.Normal(w @ x.T + b[:, None], s[:, None]).log_prob(y)

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..core.rows import flat_rows
 from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLP, activation
 
@@ -143,7 +144,7 @@ class Critic(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Features of the packed examples, shape ``(n // pack, feature_dim)``."""
         if not self.conv:
-            x = x.reshape(len(x), -1)
+            x = flat_rows(x)
         if self.fourier:
             proj = x @ self.frequencies
             x = torch.cat([x, torch.sin(proj), torch.cos(proj)], 1)

@@ -8,11 +8,11 @@ whatever is imported later.
 
 from __future__ import annotations
 
-from .anomaly import anomaly_auc, anomaly_scores
+from .anomaly import AnomalyDetector, anomaly_auc, anomaly_scores
 from .augment import augment, augmentation_gain, train_on_synthetic
 from .compress import compress, decompress
 from .denoise import denoise
 from .features import features
 
-__all__ = ["compress", "decompress", "denoise", "anomaly_scores", "anomaly_auc", "features", "augment",
+__all__ = ["compress", "decompress", "denoise", "AnomalyDetector", "anomaly_scores", "anomaly_auc", "features", "augment",
            "train_on_synthetic", "augmentation_gain"]

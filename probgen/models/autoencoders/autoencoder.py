@@ -455,7 +455,7 @@ class AdversarialAutoencoder(Autoencoder):
         from ... import plot
         from ...gallery import TourSection, demo_source
 
-        steps = 300 if quick else 3000
+        steps = 150 if quick else 1500
 
         def demo():
             torch.manual_seed(0)

@@ -16,6 +16,7 @@ from pyro.ops.indexing import Vindex
 
 from ...core.base import ContractCase, Model
 from ...core.checks import check_positive, unknown_key
+from ...core.rows import flat_rows
 from ...core.progress import progress_bar
 from ...core.engines import implements
 from .plan import NetSpec, ZeroEvidenceError, batched_query, compile_plan, run_max_plan
@@ -431,7 +432,7 @@ class BayesianNetwork(Model):
         variables = list(variables)
         probs, index = self._query(variables, evidence, do, "joint", chunk_size, False)
         combos = pd.MultiIndex.from_product([self.states[v] for v in variables], names=variables)
-        flat = probs.reshape(len(probs), -1).cpu().numpy()
+        flat = flat_rows(probs).cpu().numpy()
         if isinstance(evidence, pd.DataFrame):
             return pd.DataFrame(flat, index=index, columns=combos)
         return combos.to_frame(index=False).assign(probability=flat[0])

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ...core.rows import flat_rows
 
 class ZeroEvidenceError(ValueError):
     """Evidence of probability zero under the network; ``rows`` lists the offending rows."""
@@ -629,7 +630,7 @@ def batched_query(spec: NetSpec, cpts: Sequence[torch.Tensor], values: torch.Ten
             progress(len(rows))
     if mode == "unnormalised":
         return out, logz
-    total = out.reshape(N, -1).sum(1)
+    total = flat_rows(out).sum(1)  # zero rows too
     if mode == "evidence":
         return logz + torch.log(total)
     bad = torch.nonzero(~(total > 0)).reshape(-1)

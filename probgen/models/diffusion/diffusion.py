@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_positive, check_probability, class_labels
 from ...core.progress import progress_bar
+from ...core.rows import cat_rows, require_examples
 from ...nn.time_embedding import TimeMLP, UNet
 from .schedule import DiscretizedGaussian, NoiseSchedule, gaussian_kl
 
@@ -125,6 +126,7 @@ class Diffusion(Model):
         if self.num_classes is not None:
             raise ValueError(f"{name}: a conditional model (num_classes={self.num_classes}) needs (x, labels)")
         x = self._check_x(data, name).cpu()
+        require_examples(len(x), name)  # before the data's scale is taken
         if not self.is_image and not bool(self.data_fitted) and name == "data":
             self.data_loc.copy_(x.mean(0))
             self.data_scale.copy_(x.std(0).clamp_min(1e-6))
@@ -170,8 +172,9 @@ class Diffusion(Model):
             ema.lerp_(p.detach(), 1 - decay)
 
     # --------------------------------------------------------- reverse process
-    def _reverse_mean_var(self, net, z: torch.Tensor, i: int, y, guidance: float = 0.0):
-        t = torch.full((len(z),), i, device=z.device, dtype=torch.long)
+    def _reverse_mean_var(self, net, z: torch.Tensor, i: int | torch.Tensor, y, guidance: float = 0.0):
+        """Mean and variance of p(z_{t-1} | z_t) at step ``i`` (an int, or one step per example)."""
+        t = i if isinstance(i, torch.Tensor) else torch.full((len(z),), i, device=z.device, dtype=torch.long)
         eps = self._guided_eps(net, z, t, y, guidance)
         k = z.dim() - 1
         ab = self.schedule.at("alpha_bar", t, k)
@@ -318,8 +321,8 @@ class Diffusion(Model):
 
         L = −KL(q(x_T|x_0) ‖ p(x_T)) − Σ_{t≥2} KL(q(x_{t−1}|x_t,x_0) ‖ p_θ(x_{t−1}|x_t)) + log p_θ(x_0|x_1),
         each term with one draw of x_t. With ``num_steps=k`` the sum over t is
-        estimated from k evenly spaced steps with a random offset (an unbiased
-        estimate of the bound, cheaper for long chains).
+        estimated from k evenly spaced steps with a random offset drawn for each
+        example (an unbiased estimate of the bound, cheaper for long chains).
         """
         from ...core.random import seeded
 
@@ -332,7 +335,7 @@ class Diffusion(Model):
             for start in range(0, len(x), batch_size):
                 yb = None if y is None else y[start:start + batch_size]
                 out.append(self._bound(x[start:start + batch_size], yb, num_steps))
-        return torch.cat(out)
+        return cat_rows(out, x.new_zeros(0))
 
     def _bound(self, x: torch.Tensor, y, num_steps: int | None) -> torch.Tensor:
         net = self.ema_network
@@ -345,18 +348,20 @@ class Diffusion(Model):
                                torch.ones_like(z0)).sum(dims)
         T = self.timesteps
         if num_steps is None or num_steps >= T - 1:
-            steps, weight = list(range(1, T)), 1.0
+            steps, weight = [torch.full((n,), i, device=x.device, dtype=torch.long) for i in range(1, T)], 1.0
         else:
             check_positive("num_steps", num_steps, integer=True)
-            offset = int(torch.randint(0, T - 1, ()))
-            steps = sorted({1 + (offset + j * (T - 1) // num_steps) % (T - 1) for j in range(num_steps)})
-            weight = (T - 1) / len(steps)
+            # k evenly spaced steps from a random offset drawn for each example: every step has
+            # probability k/(T-1) in every row, and the rows' errors average out over a batch
+            # (one offset shared by the batch moved the whole batch's mean together)
+            offset = torch.randint(0, T - 1, (n,), device=x.device)
+            steps = [1 + (offset + j * (T - 1) // num_steps) % (T - 1) for j in range(num_steps)]
+            weight = (T - 1) / num_steps
         kl_sum = torch.zeros(n, device=x.device)
-        for i in steps:
-            t = torch.full((n,), i, device=x.device, dtype=torch.long)
+        for t in steps:
             zt = self.schedule.q_sample(z0, t, torch.randn_like(z0))
             q_mean, q_var = self.schedule.posterior(z0, zt, t)
-            p_mean, p_var = self._reverse_mean_var(net, zt, i, y)
+            p_mean, p_var = self._reverse_mean_var(net, zt, t, y)
             kl_sum += gaussian_kl(q_mean, q_var, p_mean, p_var).sum(dims)
         t0 = torch.zeros(n, device=x.device, dtype=torch.long)
         z1 = self.schedule.q_sample(z0, t0, torch.randn_like(z0))

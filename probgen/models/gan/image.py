@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_positive
+from ...core.rows import flat_rows, require_examples
 from ...nn.gan_nets import PatchCritic, UNet
 from .gan import LOSSES, _data_tensor, critic_objective, generator_objective
 
@@ -135,14 +136,17 @@ class ImageToImageGAN(Model):
     def _check_source(self, source: Any, name: str) -> torch.Tensor:
         return as_tensor(source, name, ndim=4, shape=self._source_shape())
 
-    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_data(self, data: Any, name: str = "data", *, allow_empty: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(f"{name}: expected a pair (source, target) of image batches, shapes "
                              f"(n, {', '.join(map(str, self._source_shape()))}) and (n, {', '.join(map(str, self.data_shape))})")
         s = self._check_source(data[0], f"{name}[0] (source)")
         t = as_tensor(data[1], f"{name}[1] (target)", ndim=4, shape=self.data_shape)
-        if len(s) != len(t) or len(s) == 0:
-            raise ValueError(f"{name}: source and target need the same, non-zero number of images, got {len(s)} and {len(t)}")
+        if len(s) != len(t):
+            raise ValueError(f"{name}: source and target need the same number of images, got {len(s)} and {len(t)}")
+        if not allow_empty:
+            require_examples(len(s), name)
         return s, t
 
     # ------------------------------------------------------------- training
@@ -203,9 +207,11 @@ class ImageToImageGAN(Model):
 
     def score(self, data: Any) -> torch.Tensor:
         """Per-image mean absolute error of the translation of ``(source, target)`` pairs."""
-        s, t = (p.to(self.device) for p in self.prepare_data(data))
+        s, t = (p.to(self.device) for p in self.prepare_data(data, allow_empty=True))
+        if not len(s):
+            return s.new_zeros(0)
         with torch.no_grad():
-            return (self._translate(s) - t).abs().reshape(len(t), -1).mean(1)
+            return flat_rows(self._translate(s) - t).abs().mean(1)
 
     @classmethod
     def _contract_case(cls) -> ContractCase:
@@ -224,7 +230,7 @@ class ImageToImageGAN(Model):
         from ...metrics.images import psnr
         from ...plot import sample_grid, save_figure
 
-        steps = 30 if quick else 300
+        steps = 20 if quick else 150
 
         def demo():
             from probgen.models.gan.image import edges
@@ -298,11 +304,14 @@ class SuperResolutionGAN(ImageToImageGAN):
         up = self.bicubic(source)
         return (up + self.generator(up)).clamp(0, 1)
 
-    def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_data(self, data: Any, name: str = "data", *, allow_empty: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         data = _data_tensor(data, name)
         if isinstance(data, (tuple, list)):
-            return super().prepare_data(data, name)
+            return super().prepare_data(data, name, allow_empty=allow_empty)
         high = as_tensor(data, name, ndim=4, shape=self.data_shape)
+        if not allow_empty:
+            require_examples(len(high), name)
         return downsample(high, self.factor), high
 
     def upscale(self, low: Any) -> torch.Tensor:
@@ -326,7 +335,7 @@ class SuperResolutionGAN(ImageToImageGAN):
         from ...metrics.images import psnr
         from ...plot import sample_grid, save_figure
 
-        steps = 30 if quick else 300
+        steps = 20 if quick else 150
 
         def demo():
             from probgen.models.gan.image import downsample

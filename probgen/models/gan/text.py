@@ -168,7 +168,7 @@ class TextToImageGAN(GAN):
         from ...gallery import TourSection, demo_source, digit_agreement
         from ...plot import sample_grid
 
-        steps = 200 if quick else 1600
+        steps = 150 if quick else 1000
 
         def demo():
             from probgen.datasets.captions import caption_digits

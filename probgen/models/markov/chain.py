@@ -159,9 +159,10 @@ class MarkovChain(Model, PyroModule):
         self.fitted = bool(state.get("fitted", False))
 
     # ----------------------------------------------------------------- data in
-    def encode_sequences(self, data: Any, name: str = "sequences", min_length: int | None = None) -> list[torch.Tensor]:
+    def encode_sequences(self, data: Any, name: str = "sequences", min_length: int | None = None,
+                         allow_empty: bool = False) -> list[torch.Tensor]:
         """Label sequences to index tensors (``KeyError`` naming unknown labels)."""
-        seqs = _as_sequences(data, name)
+        seqs = _as_sequences(data, name, allow_empty)
         Model._require_fitted(self, name, self._index is not None, "the chain has no states yet; fit it first")
         out = []
         for i, seq in enumerate(seqs):
@@ -199,15 +200,18 @@ class MarkovChain(Model, PyroModule):
             raise ValueError(f"data: order {self.order} needs at least one sequence longer than {self.order} states; "
                              f"the longest has {longest}")
         k, n = self.num_states, self.order
-        counts = torch.zeros(k ** n * k, dtype=torch.float64)
-        occupancy = torch.zeros(k ** n, dtype=torch.float64)
+        # gather every sequence's windows, then count once: one dense bincount per sequence
+        # costs O(K**(n+1)) each, which dominates for many short sequences over many states
+        windows, moves = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
         for seq in self.encode_sequences(seqs, "data"):
             if len(seq) < n:
                 continue
             ctx = _context_index(seq.unfold(0, n, 1), k)  # every window of n states
-            occupancy += torch.bincount(ctx, minlength=k ** n).double()
+            windows.append(ctx)
             if len(seq) > n:
-                counts += torch.bincount(ctx[:-1] * k + seq[n:], minlength=k ** n * k).double()
+                moves.append(ctx[:-1] * k + seq[n:])
+        occupancy = torch.bincount(torch.cat(windows), minlength=k ** n).double()
+        counts = torch.bincount(torch.cat(moves), minlength=k ** n * k).double()
         return counts.reshape(k ** n, k), occupancy
 
     def _store(self, counts: torch.Tensor, occupancy: torch.Tensor, transition: torch.Tensor) -> None:
@@ -358,14 +362,14 @@ class MarkovChain(Model, PyroModule):
         k, order = self.num_states, self.order
         out = []
         with torch.no_grad():
-            for seq in self.encode_sequences(sequences, "sequences", min_length=order):
+            for seq in self.encode_sequences(sequences, "sequences", min_length=order, allow_empty=True):
                 seq = seq.to(self.transition.device)
                 ctx = _context_index(seq.unfold(0, order, 1), k)
                 lp = self.initial[ctx[0]].log()
                 if len(seq) > order:
                     lp = lp + self.transition[ctx[:-1], seq[order:]].log().sum()
                 out.append(lp)
-        return torch.stack(out)
+        return torch.stack(out) if out else self.transition.new_zeros(0)
 
     def transition_matrix(self) -> torch.Tensor:
         """The ``(K**order, K)`` table of next-state probabilities (``(K, K)`` for order 1)."""
@@ -658,8 +662,11 @@ def _clean_label(x: Any, name: str) -> Any:
     return x
 
 
-def _as_sequences(data: Any, name: str) -> list[list]:
-    """Sequences of labels from lists, arrays, tensors or pandas objects."""
+def _as_sequences(data: Any, name: str, allow_empty: bool = False) -> list[list]:
+    """Sequences of labels from lists, arrays, tensors or pandas objects.
+
+    With ``allow_empty`` (queries), a batch of no sequences (``[]``, a DataFrame or 2-D
+    array of zero rows) gives ``[]``; ``fit`` refuses it."""
     if isinstance(data, str):
         raise ValueError(f"{name}: expected sequences of state labels, got a string (use list(text), or TextGenerator)")
     if isinstance(data, pd.DataFrame):
@@ -681,6 +688,9 @@ def _as_sequences(data: Any, name: str) -> list[list]:
             seqs = [list(data)]
     else:
         raise ValueError(f"{name}: expected a list of sequences, an array or a pandas object, got {type(data).__name__}")
+    if allow_empty and (len(data) == 0 if isinstance(data, (list, tuple, pd.DataFrame))
+                        else isinstance(data, (np.ndarray, torch.Tensor)) and data.ndim == 2 and len(data) == 0):
+        return []
     seqs = [[_clean_label(x, name) for x in s] for s in seqs]
     if not seqs or all(len(s) == 0 for s in seqs):
         raise ValueError(f"{name}: empty; expected at least one non-empty sequence")

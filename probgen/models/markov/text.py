@@ -302,8 +302,8 @@ class TextGenerator(Model):
         self._require_fitted("log_prob")
         if isinstance(texts, str):
             texts = [texts]
-        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(x, str) for x in texts):
-            raise ValueError("texts: expected a string or a non-empty list of strings")
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(x, str) for x in texts):
+            raise ValueError("texts: expected a string or a list of strings")
         out = []
         for text in texts:
             docs = tokenize(text, self.level) or [[]]

@@ -21,10 +21,12 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_binary, check_choice, check_positive
+from ...core.rows import flat_rows
 from ...core.progress import progress_bar
 from ...core.random import seeded
 from ...core.result import FitResult
 from ...core.engines import implements
+from ...infer.diagnostics import ais_check, warn_ais
 
 VISIBLE = ("bernoulli", "gaussian", "softmax")
 METHODS = ("cd", "pcd", "pt")
@@ -187,7 +189,7 @@ class RBM(Model):
             x = x.flat()
         if self.visible == "softmax":
             t = as_tensor(x, name, dtype=torch.long, ndim=(1, 2), device=self.W.device)
-            t = t.reshape(len(t), -1) if t.dim() == 2 else t[None]
+            t = flat_rows(t) if t.dim() == 2 else t[None]
             if t.shape[1] != self.n_visible:
                 raise ValueError(f"{name}: expected {self.n_visible} categorical values per row, got {t.shape[1]}")
             if len(t) and (t.min() < 0 or t.max() >= self.n_categories):
@@ -195,7 +197,7 @@ class RBM(Model):
                                  f"got range [{int(t.min())}, {int(t.max())}]")
             return F.one_hot(t, self.n_categories).float().reshape(len(t), -1)
         t = as_tensor(x, name, device=self.W.device)
-        t = t.reshape(len(t), -1) if t.dim() > 1 else t[None]
+        t = flat_rows(t) if t.dim() > 1 else t.reshape(1, -1)
         if t.shape[1] != self.n_visible:
             raise ValueError(f"{name}: expected {self.n_visible} visible values per row, got shape {tuple(t.shape)}")
         if self.visible == "bernoulli":
@@ -475,7 +477,16 @@ class RBM(Model):
         mean_log_w = float(torch.logsumexp(log_w, 0) - math.log(num_chains))
         w = torch.exp(log_w - log_w.max())
         se = float(w.std() / (w.mean() * math.sqrt(num_chains))) if num_chains > 1 else float("nan")
+        self._train_state["ais_chains"] = num_chains
+        warn_ais(se, num_chains)  # a probgen.FitWarning when the standard error is large
         return log_z0 + mean_log_w, se
+
+    def fit_diagnostics(self) -> list[dict]:
+        """Rows for ``FitResult.diagnostics()``: the AIS standard error, once log Z has been estimated."""
+        cached = self._train_state["logz"]
+        if cached is None or cached[2] != "ais":
+            return []
+        return [ais_check(cached[1], self._train_state.get("ais_chains", 0))]
 
     def log_partition(self, method: str = "auto", **ais_options: Any) -> tuple[float, float, str]:
         """(log Z, standard error, method): exact when a layer has ≤ 20 units (``"auto"``), else AIS."""

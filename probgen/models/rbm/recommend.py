@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ...core.base import ContractCase, Model
 from ...core.checks import check_positive, unknown_key
 from ...core.result import FitResult
+from ...core.random import check_seed
 from ...core.engines import implements
 from .rbm import _bernoulli
 
@@ -108,23 +109,23 @@ class RecommenderRBM(Model):
         super()._require_fitted(what, bool(self.items), "call fit(ratings) first")
 
     # ------------------------------------------------------------ data
-    def _frame(self, data: Any, name: str, need_rating: bool = True) -> pd.DataFrame:
+    def _frame(self, data: Any, name: str, need_rating: bool = True, allow_empty: bool = False) -> pd.DataFrame:
         if not isinstance(data, pd.DataFrame):
             raise ValueError(f"{name}: expected a DataFrame with columns {list(self.columns)}, got {type(data).__name__}")
         cols = list(self.columns if need_rating else self.columns[:2])
         missing = [c for c in cols if c not in data.columns]
         if missing:
             raise KeyError(f"{name}: missing column(s) {missing}; expected {cols} (set user_col/item_col/rating_col)")
-        if data.empty:
+        if len(data) == 0 and not allow_empty:
             raise ValueError(f"{name}: no ratings")
         df = data[cols]
         if df.isna().any().any():
             raise ValueError(f"{name}: contains missing values")
         return df
 
-    def _triples(self, data: Any, name: str) -> torch.Tensor:
+    def _triples(self, data: Any, name: str, allow_empty: bool = False) -> torch.Tensor:
         """(user index, item index, level index) rows for known users and items."""
-        df = self._frame(data, name)
+        df = self._frame(data, name, allow_empty=allow_empty)
         return torch.stack([self._lookup(df[self.columns[0]], self._user_index, f"user (in {name})"),
                             self._lookup(df[self.columns[1]], self._item_index, f"item (in {name})"),
                             self._levels_of(df[self.columns[2]], name)], 1)
@@ -154,8 +155,8 @@ class RecommenderRBM(Model):
         ratings = pd.to_numeric(df[self.columns[2]], errors="coerce")
         if ratings.isna().any() or not np.isfinite(ratings).all():
             raise ValueError("data: ratings must be finite numbers")
-        users = sorted(df[self.columns[0]].unique().tolist())
-        items = sorted(df[self.columns[1]].unique().tolist())
+        users = _sorted_ids(df[self.columns[0]], "user")
+        items = _sorted_ids(df[self.columns[1]], "item")
         levels = sorted(ratings.unique().tolist())
         if len(levels) < 2:
             raise ValueError(f"data: need at least two distinct rating values, got {levels}")
@@ -168,7 +169,7 @@ class RecommenderRBM(Model):
         # visible biases: log frequency of each level per item (smoothed), as in the paper
         freq = torch.bincount(t[:, 1] * k + t[:, 2], minlength=len(items) * k).float().reshape(-1, k) + 0.5
         self.b = (freq / freq.sum(1, keepdim=True)).log().reshape(-1)
-        g = torch.Generator().manual_seed(0 if options.get("seed") is None else int(options["seed"]))
+        g = torch.Generator().manual_seed(0 if check_seed(options.get("seed")) is None else int(options["seed"]))
         self.W = 0.01 * torch.randn(len(items) * k, self.n_hidden, generator=g)
         self.c = torch.zeros(self.n_hidden)
         self.U = torch.zeros(k, self.n_hidden)
@@ -277,7 +278,9 @@ class RecommenderRBM(Model):
     def score(self, ratings: pd.DataFrame) -> torch.Tensor:
         """Surprise of each rating, -log p(rating | the user's training ratings) (higher = more anomalous)."""
         self._require_fitted("score")
-        t = self._triples(ratings, "ratings")
+        t = self._triples(ratings, "ratings", allow_empty=True)
+        if not len(t):  # the empty-batch rule (probgen.core.rows)
+            return torch.zeros(0, dtype=self.W.dtype)
         probs = self._level_probs(t[:, 0], t[:, 1])
         return -probs[torch.arange(len(t)), t[:, 2]].log()
 
@@ -366,3 +369,11 @@ class RecommenderRBM(Model):
 def _plain(x: Any) -> Any:
     """NumPy scalars to Python ones (JSON-safe ids)."""
     return x.item() if isinstance(x, np.generic) else x
+
+
+def _sorted_ids(column: pd.Series, what: str) -> list:
+    """The distinct ids of a column, sorted; ``ValueError`` when they mix kinds (numbers and text)."""
+    try:
+        return sorted(column.unique().tolist())
+    except TypeError:
+        raise ValueError(f"data: the {what} ids mix kinds (numbers and text, say); use one kind of id") from None

@@ -20,6 +20,7 @@ from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_positive, check_probability, unknown_key
 from ...core.random import seeded
 from ...core.engines import implements
+from ...core.rows import require_examples
 from . import analysis as analysis
 from .inference import log1mexp, mean_field_cases, node_level_stats, node_log_likelihood
 from .simulate import COMPARTMENTS, E, I, R, S, Outbreaks, adjacency, gillespie, simulate_batch, states_from_times
@@ -346,8 +347,8 @@ class Spread(Model, PyroModule):
     def node_states(self, observed: Any, name: str = "observed") -> torch.Tensor:
         """(runs, steps + 1, nodes) int8 states from an ``Outbreaks``, a dict of times, or a tensor of codes."""
         if isinstance(observed, Outbreaks):
-            if observed.states is not None:
-                return observed.states.to(torch.int8).cpu()
+            if observed.states is not None:  # checked like any tensor of state codes
+                return self.node_states(observed.states, f"{name}.states")
             if self.kind == "SIS" or observed.infection_time.is_floating_point():
                 raise ValueError(f"{name}: these outbreaks carry no states; simulate with record_states=True")
             observed = {"infection_time": observed.infection_time, "recovery_time": observed.recovery_time,
@@ -417,6 +418,7 @@ class Spread(Model, PyroModule):
             self._mode = 1
             return torch.ones(1, 1), cases[None], x0[None].float()
         states = self.node_states(data, name)
+        require_examples(len(states), name, "outbreak")
         st = node_level_stats(self.adjacency("cpu"), self.kind, states)
         parts = (st.pressure, st.trials, st.events, st.rec_trials.reshape(1), st.rec_events.reshape(1),
                  st.ons_trials.reshape(1), st.ons_events.reshape(1))
@@ -537,7 +539,7 @@ class Spread(Model, PyroModule):
         out = []
         for st in node_level_stats(at, self.kind, states, per_run=True):
             out.append(node_log_likelihood(st, self.kind, rates["beta"], rates.get("gamma"), rates.get("sigma")))
-        return torch.stack(out)
+        return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
 
     def score(self, x: Any) -> torch.Tensor:
         """Negative log-likelihood per outbreak (higher = less like this model)."""
