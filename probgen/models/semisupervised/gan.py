@@ -182,7 +182,7 @@ class SemiSupervisedGAN(Model):
     # ----------------------------------------------------- adversarial protocol
     def critic_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy on the labelled rows + the real/fake loss with the "generated" logit fixed at 0."""
-        xf = x.reshape(len(x), -1)
+        xf = x.flatten(1)
         logits, _ = self.critic(xf)
         known = y >= 0
         supervised = F.cross_entropy(logits[known], y[known]) if bool(known.any()) else logits.sum() * 0
@@ -197,7 +197,7 @@ class SemiSupervisedGAN(Model):
     def generator_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Feature matching: squared distance between the mean last-hidden features of real and generated data."""
         with torch.no_grad():
-            real = self.critic(x.reshape(len(x), -1))[1].mean(0)
+            real = self.critic(x.flatten(1))[1].mean(0)
         fake = self.critic(self._fake(len(x)))[1].mean(0)
         return ((real - fake) ** 2).mean()
 
@@ -230,7 +230,7 @@ class SemiSupervisedGAN(Model):
         was = self.training
         self.eval()
         with torch.no_grad():
-            out = torch.cat([self.critic(x[s].reshape(s.stop - s.start, -1))[0] for s in _chunks(len(x), 4096)]
+            out = torch.cat([self.critic(x[s].flatten(1))[0] for s in _chunks(len(x), 4096)]
                             ) if len(x) else x.new_zeros(0, self.num_classes)
         self.train(was)
         return out

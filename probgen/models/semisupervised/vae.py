@@ -251,11 +251,11 @@ class SemiSupervisedVAE(Model):
 
     def _features_guide(self, x: torch.Tensor, part: str) -> torch.Tensor:
         """The vectors M2 sees, inside the guide's plate: here the flattened examples."""
-        return x.reshape(len(x), -1)
+        return x.flatten(1)
 
     def _observe(self, part: str, px: dist.Distribution, x: torch.Tensor) -> None:
         """The model's last step, inside its plate: here x ~ p(x | y, z), observed."""
-        pyro.sample(f"x_{part}", px, obs=x.reshape(len(x), -1))
+        pyro.sample(f"x_{part}", px, obs=x.flatten(1))
 
     def _scales(self, n: int) -> tuple[float, float]:
         """Scales of the labelled and unlabelled terms of a minibatch of ``n`` rows."""
@@ -286,7 +286,7 @@ class SemiSupervisedVAE(Model):
                     pyro.factor("classifier", self.alpha * dist.Categorical(logits=logits).log_prob(label))
 
     def _features_guide_detached(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1)
+        return x.flatten(1)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """q(y | x) (enumerated where y is unknown) and q(z | x, y), a diagonal Gaussian."""
@@ -338,7 +338,7 @@ class SemiSupervisedVAE(Model):
     # ----------------------------------------------------------------- queries
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic features for classification and encoding."""
-        return x.reshape(len(x), -1)
+        return x.flatten(1)
 
     def predict_proba(self, x: Any) -> torch.Tensor:
         """Class probabilities q(y | x), ``(n, num_classes)``."""
@@ -424,7 +424,7 @@ class SemiSupervisedVAE(Model):
         return x, labels
 
     def _bound(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return self._bound_features(x.reshape(len(x), -1), y)
+        return self._bound_features(x.flatten(1), y)
 
     @classmethod
     def _contract_case(cls) -> ContractCase:
