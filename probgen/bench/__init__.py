@@ -34,6 +34,7 @@ _BENCHES = {
     "diffusion": "diffusion",
     "quality": "quality",
     "scale": "scale",
+    "semisupervised": "semisupervised",
     "music": "music",
     "privacy": "privacy",
     "anomaly": "anomaly",
