@@ -9,12 +9,13 @@ _pyro.settings.set(module_local_params=True)
 from . import datasets, infer, metrics, models  # noqa: E402  (metrics loads its modules on first use)
 from .core import FitResult, Model, load, save, seeded  # noqa: E402
 from .infer import run as fit  # noqa: E402
+from .infer.diagnostics import FitWarning  # noqa: E402
 from .responsible import model_card, provenance, write_samples  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "FitResult", "fit", "sample", "evaluate", "save", "load", "seeded", "datasets", "models", "infer",
-           "metrics", "model_card", "provenance", "write_samples", "__version__"]
+__all__ = ["Model", "FitResult", "FitWarning", "fit", "sample", "evaluate", "save", "load", "seeded", "datasets",
+           "models", "infer", "metrics", "model_card", "provenance", "write_samples", "__version__"]
 
 
 def sample(model: Model, n: int, seed: int | None = None, **condition):

@@ -286,3 +286,62 @@ def test_rejection_sampling_moves_samples_onto_the_modes(tmp_path):
         gan.sample(5, rejection="yes")
     with pytest.raises(ValueError, match="fit_rejection"):
         ConditionalGAN(num_classes=2, data_shape=(1,), hidden=(8,)).fit_rejection((x, x[:, 0] > 0), steps=1)
+
+
+def test_r1_penalty_is_on_by_default_with_a_fourier_critic(tmp_path):
+    """The Fourier critic's collapse (hinge loss pinned at 0, ``probgen bench gan-robust``) is what R1 guards
+    against: on by default with ``fourier``, off without, an explicit value wins, and files keep it."""
+    assert GAN(data_shape=(2,), hidden=(8,), fourier=8).r1_weight == 1.0
+    assert GAN(data_shape=(2,), hidden=(8,)).r1_weight == 0.0
+    assert GAN(data_shape=(2,), hidden=(8,), fourier=8, r1_weight=0.0).r1_weight == 0.0
+    gan = GAN(data_shape=(2,), hidden=(8,), fourier=8)
+    probgen.save(gan, tmp_path / "gan")
+    assert probgen.load(tmp_path / "gan").r1_weight == 1.0
+    # the penalty is in the critic's loss: 0.5 * r1 * E|grad_x D(x)|^2 on real data
+    x = torch.randn(16, 2)
+    with probgen.seeded(0):
+        with_r1 = gan.critic_loss(x)
+    gan.r1_weight = 0.0
+    with probgen.seeded(0):
+        without = gan.critic_loss(x)
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(gan.critic(xr).sum(), xr)
+    assert float(with_r1 - without) == pytest.approx(0.5 * float(grad.pow(2).sum(1).mean()), rel=1e-4)
+
+
+def test_mode_seeking_term_rewards_different_images_for_different_latents():
+    cgan = ConditionalGAN(num_classes=3, data_shape=(4,), latent_dim=4, hidden=(16,), diversity_weight=1.0)
+    z = torch.randn(32, 4)
+    c = cgan._condition(torch.arange(32) % 3)
+    varied = float(cgan._mode_seeking(cgan._generate(cgan.generator, z, None, c), z, c))
+    first = next(m for m in cgan.generator.modules() if isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        first.weight[:, :4] = 0  # the generator now ignores z: one image per label
+    collapsed = float(cgan._mode_seeking(cgan._generate(cgan.generator, z, None, c), z, c))
+    assert collapsed == pytest.approx(1e5) and 0 < varied < 1e3  # identical images for different latents cost most
+    with pytest.raises(ValueError, match="diversity_weight"):
+        ConditionalGAN(num_classes=3, data_shape=(4,), diversity_weight=-1.0)
+
+
+def test_per_class_diversity_measure_sees_within_class_collapse():
+    """The gan-diversity bench's measure: real digits of each class score full recall / coverage against
+    the class, one repeated image per class (a generator collapsed within classes) scores almost none."""
+    from probgen.bench.gan_diversity import per_class_quality
+
+    d = probgen.datasets.load("digits", split="train")
+    pool = {c: d.x[d.y == c] for c in range(10)}
+    real = per_class_quality(lambda n, c: pool[c][torch.randperm(len(pool[c]))[:n]], d.x, d.y, n=100)
+    collapsed = per_class_quality(lambda n, c: pool[c][:1].expand(n, -1, -1, -1), d.x, d.y, n=100)
+    assert real["recall"] > 0.6 and real["coverage"] > 0.6
+    assert collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.1
+    assert collapsed["precision"] == 1.0  # each copy is a real digit: fidelity cannot see the collapse
+
+
+def test_gan_robust_and_diversity_benches_quick():
+    from probgen.bench import gan_diversity, gan_robust
+
+    frame = gan_robust.run(quick=True).frame()
+    assert set(frame.metric) >= {"collapsed seeds", "collapsed fits flagged", "healthy fits flagged"}
+    frame = gan_diversity.run(quick=True).frame()
+    scores = frame[frame.metric.str.startswith("per-class")]
+    assert len(scores) == 6 and ((scores.probgen >= 0) & (scores.probgen <= 1)).all()

@@ -184,3 +184,63 @@ def test_likelihood_rows_quick():
         assert set(r) == {"model", "nll_nats", "k_or_method", "protocol"}
         # a few steps cannot beat the data much, but the exact NLL lies below 784 ln 2 = 543 nats (coin flips)
         assert 0 < r["nll_nats"] < 784 * math.log(2)
+
+
+def _visible(model, h, w, n=16):
+    """(h, w, h, w) booleans: does output (i, j) depend on input pixel (k, l)? The union over ``n``
+    random images of the non-zero gradients (one image could hide a link behind a dead ReLU)."""
+    x = torch.rand(n, 1, h, w, generator=torch.Generator().manual_seed(1), dtype=torch.float64).requires_grad_(True)
+    out = model.double()(x)[:, 0]
+    seen = torch.zeros(h, w, h, w, dtype=torch.bool)
+    for i, j in itertools.product(range(h), range(w)):
+        (g,) = torch.autograd.grad(out[:, i, j].sum(), x, retain_graph=True)
+        seen[i, j] = g.abs().sum(0)[0] > 0
+    return seen
+
+
+@pytest.mark.parametrize("first_kernel", [3, 7])
+def test_diagonal_bilstm_sees_exactly_the_previous_pixels(first_kernel):
+    """Dependency scan of a 4x6 image: output (i, j) depends on every pixel before it in raster order and
+    on none after, at any depth; the legacy layer (probgen 0.1) misses the end of the row above."""
+    h, w = 4, 6
+    previous = torch.tril(torch.ones(h * w, h * w, dtype=torch.bool), -1).reshape(h, w, h, w)
+    for layers in (1, 2):
+        torch.manual_seed(0)
+        seen = _visible(PixelRNN((h, w), layer="diagonal", hidden=4, layers=layers, first_kernel=first_kernel), h, w)
+        assert torch.equal(seen, previous), f"missing {(previous & ~seen).nonzero().tolist()[:5]}, extra {(seen & ~previous).nonzero().tolist()[:5]}"
+    torch.manual_seed(0)
+    legacy = _visible(PixelRNN((h, w), layer="diagonal", hidden=4, layers=1, first_kernel=first_kernel,
+                               context="legacy"), h, w)
+    assert not (legacy & ~previous).any()
+    blind = (previous & ~legacy).flatten(2).any(-1)
+    # the blind outputs: rows 1.. , columns j with j + first_kernel // 2 < w - 1 (the window misses (i-1, w-1))
+    expected = torch.zeros(h, w, dtype=torch.bool)
+    expected[1:, : max(0, w - 1 - first_kernel // 2)] = True
+    assert torch.equal(blind, expected) and int(blind.sum()) == {3: 12, 7: 6}[first_kernel]
+
+
+def test_diagonal_cached_sampling_and_legacy_files(tmp_path):
+    """Cached sampling of the full-context layer equals the naive sampler; a file saved before ``context``
+    existed (no such key in its config) loads as the legacy layer with identical outputs."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = PixelRNN((4, 5), layer="diagonal", hidden=6, layers=2, first_kernel=3)
+    assert torch.equal(model.sample(3, seed=2), model.sample(3, seed=2, cached=False))
+    torch.manual_seed(0)
+    legacy = PixelRNN((4, 5), layer="diagonal", hidden=6, layers=2, first_kernel=3, context="legacy")
+    path = tmp_path / "old.probgen"
+    probgen.save(legacy, path)
+    with safe_open(str(path), "pt") as f:  # rewrite the header as probgen 0.1 wrote it
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(meta["config"])
+    del config["context"]
+    meta.pop("checksum", None)  # probgen 0.1 wrote none
+    save_file(tensors, str(path), metadata={**meta, "config": json.dumps(config)})
+    loaded = probgen.load(path)
+    assert loaded.context == "legacy"
+    x = (torch.rand(3, 1, 4, 5) > 0.5).float()
+    assert torch.allclose(loaded.log_prob(x), legacy.log_prob(x))

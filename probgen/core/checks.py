@@ -143,13 +143,48 @@ def check_binary(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return x
 
 
-def check_labels(y: Any, num_classes: int, name: str = "y", *, length: int | None = None) -> torch.Tensor:
-    """Convert labels to a long tensor and check they lie in ``[0, num_classes)``."""
-    t = as_tensor(y, name, dtype=torch.long, ndim=1)
+def check_labels(y: Any, num_classes: int, name: str = "y", *, length: int | None = None,
+                 unknown: int | None = None, every_class: bool = False) -> torch.Tensor:
+    """Convert labels to a long tensor and check they lie in ``[0, num_classes)``.
+
+    With ``unknown`` (a marker such as ``-1``) some labels may be missing: entries equal to
+    the marker, or NaN, come back as ``-1``. ``every_class=True`` asks for at least one known
+    label of every class (and says so plainly when no label at all is known).
+
+    Example:
+        >>> check_labels([0, -1, float("nan"), 1], 2, unknown=-1, every_class=True).tolist()
+        [0, -1, -1, 1]
+    """
+    if unknown is None:
+        t = as_tensor(y, name, dtype=torch.long, ndim=1)
+        known = t
+    else:
+        raw = as_tensor(y, name, dtype=torch.float64, ndim=1, allow_nan=True)
+        missing = torch.isnan(raw) | (raw == unknown)
+        if torch.isinf(raw).any():
+            raise ValueError(f"{name}: contains infinite values; use {unknown} or NaN for an unknown label")
+        known_raw = raw[~missing]
+        if not torch.equal(known_raw, known_raw.round()):
+            raise ValueError(f"{name}: expected integer labels (or {unknown} / NaN for unknown), got non-integer numbers")
+        t = torch.where(missing, torch.full_like(raw, -1), raw).long()
+        known = t[~missing]
     if length is not None and len(t) != length:
         raise ValueError(f"{name}: expected {length} labels, got {len(t)}")
-    if len(t) and (t.min() < 0 or t.max() >= num_classes):
-        raise ValueError(f"{name}: expected labels in [0, {num_classes - 1}], got range [{int(t.min())}, {int(t.max())}]")
+    if len(known) and (known.min() < 0 or known.max() >= num_classes):
+        if unknown is None:
+            raise ValueError(f"{name}: expected labels in [0, {num_classes - 1}], got range [{int(t.min())}, {int(t.max())}]")
+        bad = sorted(set(known[(known < 0) | (known >= num_classes)].tolist()))
+        raise ValueError(f"{name}: expected labels in [0, {num_classes - 1}] (or {unknown} / NaN for an unknown "
+                         f"label), got {bad[:10]}")
+    if every_class:
+        if len(t) and not len(known):
+            raise ValueError(f"{name}: no labelled examples: every label is unknown ({unknown} or NaN); "
+                             "give at least one known label per class")
+        counts = torch.bincount(known, minlength=num_classes)
+        empty = torch.nonzero(counts == 0).flatten().tolist()
+        if empty:
+            raise ValueError(f"{name}: class(es) {empty} have no labelled example (every label of them is unknown); "
+                             f"give at least one known label for each of the {num_classes} classes")
     return t
 
 

@@ -59,6 +59,24 @@ class FitResult:
             "fit with inference='mcmc' or 'svi' (or 'bayes' where the family has it)"
         )
 
+    def diagnostics(self) -> pd.DataFrame:
+        """May this fit be trusted? One row per check that applies: ``check``, ``value``,
+        ``threshold``, ``ok`` (``None``: too little to judge) and ``what_to_do`` when it failed.
+
+        Gradient fits: has the loss levelled off; MCMC: R-hat, bulk / tail ESS, divergences,
+        maximum tree depth; adversarial: critic and sample collapse; plus the family's own checks
+        (RBM: the AIS standard error). The rules are in ``probgen.infer.diagnostics``; ``fit``
+        emits a ``probgen.FitWarning`` when one fails.
+
+        Example:
+            >>> r = FitResult(model=None, engine="mle", history=pd.DataFrame({"loss": [1.0] * 100}))
+            >>> bool(r.diagnostics()["ok"].all())
+            True
+        """
+        from ..infer.diagnostics import diagnose
+
+        return diagnose(self)
+
     def plot(self, ax=None, columns: tuple[str, ...] | None = None):
         """Training curves from ``history`` (a matplotlib Axes)."""
         from .. import plot

@@ -9,7 +9,7 @@ error that names them.
 
 from __future__ import annotations
 
-__all__ = ["run", "available", "Engine", "ENGINES", "FitOptions", "parse_options", "train", "map_shards"]
+__all__ = ["run", "available", "Engine", "ENGINES", "FitOptions", "parse_options", "train", "map_shards", "FitWarning"]
 
 import time
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from ..core.base import Model
 from ..core.checks import unknown_key
 from ..core.result import FitResult
 from .adversarial import fit_adversarial
+from .diagnostics import FitWarning, warn_if_untrusted
 from .distributed import fit_distributed, map_shards, world
 from .loop import train
 from .mcmc import fit_mcmc
@@ -104,7 +105,9 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
 
         check_engine(model, name, options.get("distributed"))
     if options.get("distributed") and not world().active:
-        return fit_distributed(model, data, inference=name, **options)
+        result = fit_distributed(model, data, inference=name, **options)
+        warn_if_untrusted(result)
+        return result
     start = time.perf_counter()
     own = cls.own_engines.get(name)
     result = getattr(model, own)(data, **options) if own is not None else ENGINES[name].fit(model, data, **options)
@@ -116,4 +119,5 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
     if not result.wall_time:
         result.wall_time = time.perf_counter() - start
     result.engine = name
+    warn_if_untrusted(result)  # a probgen.FitWarning when a diagnostic check fails
     return result

@@ -2,7 +2,9 @@
 
 A family provides ``critic_loss(*batch)``, ``generator_loss(*batch)``,
 ``critic_parameters()`` and ``generator_parameters()``; optionally
-``after_generator_step()`` (for EMA weights) and ``validation_loss(*batch)``.
+``after_generator_step()`` (for EMA weights), ``validation_loss(*batch)``, and for the fit's
+diagnostics ``critic_equilibrium_loss`` (the critic's loss at no skill) and
+``diagnostic_samples(*batch) -> (real, generated, groups)``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ __all__ = ["fit_adversarial"]
 from typing import Any
 
 from ..core.base import Model
+from ..core.random import seeded
+from .diagnostics import sample_spread
 from .loop import make_optimizer, synchronize_gradients, train
 from .options import parse_options
 
@@ -62,4 +66,8 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
         return record
 
     eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
-    return train(model, tensors, opts, engine="adversarial", step_fn=step_fn, eval_fn=eval_fn, val_tensors=val)
+    result = train(model, tensors, opts, engine="adversarial", step_fn=step_fn, eval_fn=eval_fn, val_tensors=val)
+    if hasattr(model, "diagnostic_samples"):  # for the sample-collapse check of result.diagnostics()
+        with seeded(opts.seed):
+            result.info["sample_spread"] = sample_spread(*model.diagnostic_samples(*(t[:512] for t in tensors)))
+    return result

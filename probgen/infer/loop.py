@@ -22,6 +22,7 @@ from ..core.progress import progress_bar
 from ..core.random import seeded
 from ..core.result import FitResult
 from ..core.rows import require_examples
+from .diagnostics import NonFiniteGuard
 from .distributed import DistributedContext, shard_batch, world
 from .options import FitOptions
 
@@ -131,11 +132,12 @@ def train(
                 _broadcast_state(model)
         model.train()
         main = ctx.rank == 0
+        guard = NonFiniteGuard(model, engine, opts.lr)  # NaN/inf loss: stop, keep the last good state
         if segment_fn is not None and not ctx.active:
             bar = progress_bar(total=total, enabled=opts.progress, desc=f"{type(model).__name__} [{engine}]")
             stopped_early, steps_done = _train_segments(
                 model, tensors, segment_fn, generator, batch_size, steps_per_epoch, total, eval_every, opts,
-                validation, bar, records)
+                validation, bar, records, guard)
             bar.close()
             return _finish(model, opts, records, validation.best, stopped_early, batch_size, steps_done, ctx, engine,
                            start)
@@ -146,7 +148,7 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss = compute_loss(batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"fit: the loss became {loss.item()} at step {step}; try a smaller lr")
+                    raise guard.failure(step, loss.item(), records=records)
                 loss.backward()
                 if opts.clip_norm is not None or opts.optimizer == "clipped_adam":
                     torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
@@ -157,11 +159,13 @@ def train(
                 record = {"step": step, "loss": float(loss.detach())}
             else:
                 record = {"step": step, **step_fn(batch, step)}
+                guard.check(step, record, records)
             if ctx.active:
                 record = _average_record(record)
             record["epoch"] = step // steps_per_epoch
             if (step + 1) % eval_every == 0 or step + 1 == total:
                 validation.evaluate(record, step)
+                guard.keep(step)
                 if main:
                     _checkpoint(model, opts)
             records.append(record)
@@ -192,7 +196,8 @@ def _finish(model, opts: FitOptions, records: list[dict], best: tuple, stopped_e
 
 
 def _train_segments(model, tensors, segment_fn, generator, batch_size: int, steps_per_epoch: int, total: int,
-                    eval_every: int, opts: FitOptions, validation: "_Validation", bar, records: list[dict]):
+                    eval_every: int, opts: FitOptions, validation: "_Validation", bar, records: list[dict],
+                    guard: NonFiniteGuard):
     """The fused path of ``train``: one ``segment_fn`` call and one history row per segment.
 
     Written for models whose update costs a few microseconds of arithmetic (an RBM on
@@ -212,8 +217,10 @@ def _train_segments(model, tensors, segment_fn, generator, batch_size: int, step
             rows = order[first_row:first_row + (end - step) * batch_size]
             record = {"step": end - 1, **segment_fn(tensors, rows, batch_size, step),
                       "epoch": epoch_start // steps_per_epoch}
+            guard.check(end - 1, record, records)
             if end % eval_every == 0 or end == total:
                 validation.evaluate(record, end - 1)
+                guard.keep(end - 1)
                 _checkpoint(model, opts)
             records.append(record)
             bar.update(end - step)

@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer import HMC, MCMC
 
 from ..core.base import Model
 from ..core.checks import check_positive
 from ..core.progress import progress_bar
 from ..core.random import seeded
 from ..core.result import FitResult
+from .diagnostics import DepthRecordingNUTS
 from .loop import train
 from .options import parse_options
 
@@ -67,6 +68,7 @@ def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
     start = time.perf_counter()
     chains: list[dict[str, torch.Tensor]] = []
     diverging: list[np.ndarray] = []
+    depth_hits: list[np.ndarray] = []  # draws whose NUTS trajectory reached max_tree_depth
     base_seed = 0 if opts.seed is None else opts.seed
     compiled = _compiled_chains(model, tensors, ex, warmup, base_seed, opts.progress)
     if compiled is not None:
@@ -83,10 +85,13 @@ def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
         for idx in diag.get("chain 0", []):
             flags[int(idx)] = True
         diverging.append(flags)
+        depth_hits.append(getattr(kernel, "max_depth_hits", None))
     samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0]}
     if hasattr(model, "set_posterior_samples"):
         model.set_posterior_samples({k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()})
-    inference_data = _to_arviz(samples, np.stack(diverging))
+    inference_data = _to_arviz(samples, np.stack(diverging),
+                               None if None in depth_hits or len(depth_hits) != len(diverging)
+                               else np.array(depth_hits, dtype=bool))  # the compiled path records no depths
     history = pd.DataFrame({"chain": np.repeat(np.arange(ex["num_chains"]), ex["num_samples"]),
                             "draw": np.tile(np.arange(ex["num_samples"]), ex["num_chains"]),
                             "diverging": np.concatenate(diverging)})
@@ -152,14 +157,17 @@ def _kernel(model: Model, ex: dict):
     kw = {"max_plate_nesting": getattr(model, "max_plate_nesting", None)}
     kw = {k: v for k, v in kw.items() if v is not None}
     if ex["kernel"] == "nuts":
-        return NUTS(model.model, target_accept_prob=ex["target_accept"], max_tree_depth=ex["max_tree_depth"], **kw)
+        return DepthRecordingNUTS(model.model, target_accept_prob=ex["target_accept"], max_tree_depth=ex["max_tree_depth"], **kw)
     if ex["kernel"] == "hmc":
         return HMC(model.model, target_accept_prob=ex["target_accept"], **kw)
     raise ValueError(f"kernel: expected 'nuts' or 'hmc', got {ex['kernel']!r}")
 
 
-def _to_arviz(samples: dict[str, torch.Tensor], diverging: np.ndarray):
+def _to_arviz(samples: dict[str, torch.Tensor], diverging: np.ndarray, depth_hits: np.ndarray | None = None):
     import arviz as az
 
     posterior = {k: v.numpy() for k, v in samples.items()}
-    return az.from_dict(posterior=posterior, sample_stats={"diverging": diverging})
+    stats = {"diverging": diverging}
+    if depth_hits is not None:
+        stats["reached_max_treedepth"] = depth_hits
+    return az.from_dict(posterior=posterior, sample_stats=stats)

@@ -488,7 +488,8 @@ class PixelRNN(_PixelModel):
     r"""PixelRNN: a mask-A convolution, then Row LSTM or Diagonal BiLSTM layers with residuals.
 
     ``layer="row"``: Row LSTM (rows top to bottom, triangular context);
-    ``layer="diagonal"``: Diagonal BiLSTM (full context of all previous pixels).
+    ``layer="diagonal"``: Diagonal BiLSTM (full context of all previous pixels: its right-to-left
+    direction, shifted down one row, also reads the pixels of its own row, see ``DiagonalBiLSTM``).
     ``sample`` keeps every LSTM state: a new pixel costs one LSTM step per layer (and,
     for the diagonal model, the right-to-left direction of the finished row once per row);
     ``cached=False`` re-runs the whole network per pixel and returns the same images.
@@ -500,6 +501,9 @@ class PixelRNN(_PixelModel):
         hidden: LSTM state channels (also the residual stream width).
         layers: number of LSTM layers.
         first_kernel: size of the first mask-A convolution; ``kernel_size`` the Row LSTM's width.
+        context: ``"full"`` (default) or ``"legacy"``: the diagonal layer of probgen 0.1, whose early
+            pixels of each row miss the end of the row above. Files saved by that version carry no
+            ``context`` and load as ``"legacy"``, with their old weights and outputs.
         num_classes: class-conditional when given.
         mixtures: logistic components for ``output="logistic"``.
 
@@ -516,10 +520,12 @@ class PixelRNN(_PixelModel):
 
     def __init__(self, image_shape: Sequence[int] = (28, 28), output: str = "bernoulli", layer: str = "diagonal",
                  hidden: int = 16, layers: int = 2, first_kernel: int = 7, kernel_size: int = 3,
-                 num_classes: int | None = None, mixtures: int = 5):
+                 num_classes: int | None = None, mixtures: int = 5, context: str = "full"):
         super().__init__()
         self._setup(image_shape, output, num_classes, mixtures)
         self.layer = check_choice("layer", layer, ("row", "diagonal"))
+        self.context = check_choice("context", context, ("full", "legacy"))
+        pixel_channels = 1 if layer == "diagonal" and context == "full" else 0
         check_positive("hidden", hidden, integer=True)
         check_positive("layers", layers, integer=True)
         for name, k in (("kernel_size", kernel_size), ("first_kernel", first_kernel)):
@@ -529,7 +535,7 @@ class PixelRNN(_PixelModel):
         self.hidden = int(hidden)
         self.input_conv = MaskedConv2d(1, hidden, first_kernel, "A")
         self.cond = None if num_classes is None else nn.Embedding(num_classes, hidden)
-        make = (lambda: RowLSTM(hidden, kernel_size)) if layer == "row" else (lambda: DiagonalBiLSTM(hidden))
+        make = (lambda: RowLSTM(hidden, kernel_size)) if layer == "row" else (lambda: DiagonalBiLSTM(hidden, pixel_channels))
         self.lstms = nn.ModuleList([make() for _ in range(layers)])
         self._head(hidden)
 
@@ -542,9 +548,18 @@ class PixelRNN(_PixelModel):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Network output (n, K, H, W) for images ``x`` in [0, 1]: pixel (i, j) only sees pixels before it."""
         f = self._features(x, y)
+        full = self.layer == "diagonal" and self.context == "full"
         for lstm in self.lstms:
-            f = f + lstm(f)
+            f = f + (lstm(f, 2 * x - 1) if full else lstm(f))
         return self._apply_head(f)
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Files saved before ``context`` existed hold the legacy diagonal layer (and its weights)."""
+        config = super().upgrade_config(config)
+        if config.get("layer", "diagonal") == "diagonal" and "context" not in config:
+            config["context"] = "legacy"
+        return config
 
     # Cached sampling: LSTM states of finished pixels are kept; a new pixel costs one
     # input window of the first convolution and one LSTM cell update per layer.
@@ -572,12 +587,15 @@ class PixelRNN(_PixelModel):
                     st["h"], st["c"] = torch.zeros_like(st["h"]), torch.zeros_like(st["c"])
                 st["ss"] = lstm.state_to_state(st["h_prev"])
             elif i > 0:
-                self._reverse_row(lstm.backward_lstm, st, i - 1)
+                self._reverse_row(lstm, st, i - 1, cache)
 
-    def _reverse_row(self, direction, st, r):
+    def _reverse_row(self, lstm, st, r, cache):
         """The right-to-left diagonal LSTM over the finished row r (its states feed row r + 1)."""
-        w = self.image_shape[1]
+        w, direction = self.image_shape[1], lstm.backward_lstm
         inp = F.conv2d(st["f"][:, :, r:r + 1], direction.input_to_state.weight, direction.input_to_state.bias)[:, :, 0]
+        if lstm.pixel_to_state is not None:  # the finished row's pixels (2x - 1), as in forward
+            p = self.input_conv.padding[0]
+            inp = inp + F.conv2d(cache["x"][:, :, p + r:p + r + 1, p:p + w], lstm.pixel_to_state.weight)[:, :, 0]
         w_left, w_up = direction.from_left.weight[:, :, 0], direction.from_up.weight[:, :, 0]
         h = torch.zeros_like(st["hr"][:, :, 0, 0])
         c = torch.zeros_like(h)

@@ -196,11 +196,12 @@ class _DiagonalLSTM(nn.Module):
         self.from_left = nn.Conv1d(channels, 4 * channels, 1, bias=False)
         self.from_up = nn.Conv1d(channels, 4 * channels, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         # The skew trick of van den Oord et al.: each anti-diagonal is one column of
         # the skewed map, so a whole diagonal is updated per step (H + W - 1 steps).
         n, _, height, width = x.shape
-        inp = _skew(self.input_to_state(x))
+        pre = self.input_to_state(x)
+        inp = _skew(pre if extra is None else pre + extra)
         valid = _skew(x.new_ones(1, 1, height, width))[:, :, :, :]
         h = x.new_zeros(n, self.channels, height)
         c = torch.zeros_like(h)
@@ -218,21 +219,39 @@ class DiagonalBiLSTM(nn.Module):
     """PixelRNN's Diagonal BiLSTM: a left-to-right and a right-to-left diagonal LSTM.
 
     The right-to-left direction at (i, j) has seen row i right of j, so its output
-    is shifted down one row before the two are added: the result at (i, j) depends
-    on every pixel of the rows above and on the input at (i, <=j) (full context).
+    is shifted down one row before the two are added (van den Oord et al. 2016, section 3.2).
+    Its input at (i, j) is the feature map there, which in an autoregressive stack (after a
+    mask-A convolution) excludes the pixel (i, j) itself: the last pixel of a row then reaches
+    the row below only through the left-to-right direction's window, so early pixels of each row
+    never see it. With ``pixel_channels`` the right-to-left direction also reads the pixels of its
+    own row (``forward(x, pixels)``, a 1x1 projection): that is allowed because its output only
+    feeds the rows below, and it makes the context complete: the result at (i, j) depends on every
+    pixel of the rows above and, through ``x``, on the pixels (i, < j).
+
+    Arguments:
+        channels: state and input channels.
+        pixel_channels: channels of the image read by the right-to-left direction (0: none, the
+            layer of probgen <= 0.1 whose context misses the end of the row above).
 
     Example:
-        >>> DiagonalBiLSTM(8)(torch.zeros(2, 8, 4, 5)).shape
+        >>> DiagonalBiLSTM(8, pixel_channels=1)(torch.zeros(2, 8, 4, 5), torch.zeros(2, 1, 4, 5)).shape
         torch.Size([2, 8, 4, 5])
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, pixel_channels: int = 0):
         super().__init__()
         self.channels = int(channels)
         self.forward_lstm = _DiagonalLSTM(channels)
         self.backward_lstm = _DiagonalLSTM(channels)
+        self.pixel_to_state = nn.Conv2d(pixel_channels, 4 * channels, 1, bias=False) if pixel_channels else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
         fwd = self.forward_lstm(x)
-        bwd = self.backward_lstm(x.flip(-1)).flip(-1)
+        extra = None
+        if self.pixel_to_state is not None:
+            if pixels is None:
+                raise ValueError("pixels: this DiagonalBiLSTM reads the image in its right-to-left direction; "
+                                 "call it as layer(features, pixels)")
+            extra = self.pixel_to_state(pixels).flip(-1)
+        bwd = self.backward_lstm(x.flip(-1), extra).flip(-1)
         return fwd + F.pad(bwd[:, :, :-1], (0, 0, 1, 0))

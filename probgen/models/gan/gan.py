@@ -96,7 +96,12 @@ class GAN(Model):
         ema: decay of an exponential moving average of the generator weights used
             for sampling (Yazıcı et al. 2019), or ``None``.
         gp_weight: weight of the gradient penalty (``loss="wgan_gp"``).
-        r1_weight: weight of the R1 penalty on real data (Mescheder et al. 2018), 0 = off.
+        r1_weight: weight of the R1 penalty on real data (Mescheder et al. 2018), 0 = off. ``None``
+            (default): 1.0 with a Fourier critic, 0 otherwise. A Fourier critic resolves sharp modes
+            well enough to separate real from fake perfectly: its hinge loss then sits at 0, the
+            generator gets no gradient and collapses (``probgen bench gan-robust``, 1,000 steps: on a
+            6-Gaussian hexagon 3 of 10 seeds without the penalty, 0 of 10 with it; on ring8 5 of 10
+            without, still 3 of 10 with it); R1 keeps the critic's gradients at real data small.
         components: size of a discrete latent (site ``"component"``, uniform) whose
             learned embedding joins z: a generator from a connected latent space
             cannot put no mass between disconnected modes; a discrete latent can
@@ -126,7 +131,7 @@ class GAN(Model):
     def __init__(self, data_shape: Sequence[int] = (2,), latent_dim: int = 8, hidden: Sequence[int] = (128, 128),
                  critic_hidden: Sequence[int] | None = None, loss: str = "non_saturating",
                  spectral_norm: bool = False, pack: int = 1, ema: float | None = None, gp_weight: float = 10.0,
-                 r1_weight: float = 0.0, components: int = 1, fourier: int = 0, fourier_scale: float = 1.0,
+                 r1_weight: float | None = None, components: int = 1, fourier: int = 0, fourier_scale: float = 1.0,
                  architecture: str = "auto"):
         super().__init__()
         if isinstance(data_shape, int):
@@ -138,6 +143,8 @@ class GAN(Model):
         check_positive("pack", pack, integer=True)
         check_positive("components", components, integer=True)
         check_positive("gp_weight", gp_weight)
+        if r1_weight is None:
+            r1_weight = 1.0 if fourier else 0.0
         check_positive("r1_weight", r1_weight, strict=False)
         self.loss = check_choice("loss", loss, LOSSES)
         if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
@@ -268,16 +275,49 @@ class GAN(Model):
         return loss
 
     def generator_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
-        fake = self._fake(len(x), self._condition(*cond))
+        weight = getattr(self, "diversity_weight", 0.0)
+        if weight:
+            g_cond = self._condition(*cond)
+            z = torch.randn(len(x), self.latent_dim, device=self.device)
+            fake = self._generate(self.generator, z, None, g_cond)
+        else:
+            fake = self._fake(len(x), self._condition(*cond))
         c = self._critic_condition(*cond)
         params = self._critic_weights()
         for p in params:  # no critic gradients from the generator step (saves time)
             p.requires_grad_(False)
         try:
-            return generator_objective(self.loss, self.critic(fake, *c))
+            loss = generator_objective(self.loss, self.critic(fake, *c))
         finally:
             for p in params:
                 p.requires_grad_(True)
+        if weight:
+            loss = loss + weight * self._mode_seeking(fake, z, g_cond)
+        return loss
+
+    def _mode_seeking(self, fake: torch.Tensor, z: torch.Tensor, c: tuple) -> torch.Tensor:
+        """Mode-seeking term (MSGAN, Mao et al. 2019): a second draw ``z2`` under the same conditions;
+        ``1 / (mean |G(z) - G(z2)| / mean |z - z2| + 1e-5)`` is large when different latents give the
+        same example, which is what a conditional generator collapsed within a class does."""
+        z2 = torch.randn_like(z)
+        fake2 = self._generate(self.generator, z2, None, c)
+        ratio = (fake - fake2).abs().mean() / (z - z2).abs().mean()
+        return 1.0 / (ratio + 1e-5)
+
+    @property
+    def critic_equilibrium_loss(self) -> float | None:
+        """The critic's loss when it cannot tell real from fake (all scores 0), for the collapse check
+        of ``FitResult.diagnostics()``; ``None`` for the Wasserstein loss, which has no fixed optimum."""
+        return {"hinge": 2.0, "non_saturating": 2 * math.log(2)}.get(self.loss)
+
+    @torch.no_grad()
+    def diagnostic_samples(self, x: torch.Tensor, *cond: torch.Tensor) -> tuple:
+        """``(real, generated, groups)`` for the sample-collapse check: one generated example per real
+        one under the same conditions (``groups``: the class labels of a conditional GAN, else ``None``)."""
+        z = torch.randn(len(x), self.latent_dim, device=x.device)
+        fake = self._generate(self.sampling_generator, z, None, self._condition(*cond))
+        groups = cond[0] if cond and cond[0].dtype == torch.long and cond[0].dim() == 1 else None
+        return x, fake, groups
 
     def _critic_weights(self) -> list:
         cached = self.__dict__.get("_critic_weight_cache")
@@ -531,6 +571,8 @@ class ConditionalGAN(GAN):
     Arguments:
         num_classes: number of labels.
         embed_dim: size of the label embedding given to generator and critic.
+        diversity_weight: weight of the mode-seeking term (MSGAN, Mao et al. 2019) in the generator's
+            loss, against collapse within a class (several latents, one image per label).
         others: as for ``GAN``.
 
     Example:
@@ -547,9 +589,11 @@ class ConditionalGAN(GAN):
     def __init__(self, num_classes: int = 10, data_shape: Sequence[int] = (2,), latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), critic_hidden: Sequence[int] | None = None,
                  loss: str = "non_saturating", spectral_norm: bool = False, pack: int = 1, ema: float | None = None,
-                 gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16):
+                 gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16, diversity_weight: float = 0.0):
         check_positive("num_classes", num_classes, integer=True)
         check_positive("embed_dim", embed_dim, integer=True)
+        check_positive("diversity_weight", diversity_weight, strict=False)
+        self.diversity_weight = float(diversity_weight)
         self.num_classes, self.embed_dim = int(num_classes), int(embed_dim)
         super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
                          r1_weight)

@@ -26,6 +26,7 @@ from ...core.progress import progress_bar
 from ...core.random import seeded
 from ...core.result import FitResult
 from ...core.engines import implements
+from ...infer.diagnostics import ais_check, warn_ais
 
 VISIBLE = ("bernoulli", "gaussian", "softmax")
 METHODS = ("cd", "pcd", "pt")
@@ -476,7 +477,16 @@ class RBM(Model):
         mean_log_w = float(torch.logsumexp(log_w, 0) - math.log(num_chains))
         w = torch.exp(log_w - log_w.max())
         se = float(w.std() / (w.mean() * math.sqrt(num_chains))) if num_chains > 1 else float("nan")
+        self._train_state["ais_chains"] = num_chains
+        warn_ais(se, num_chains)  # a probgen.FitWarning when the standard error is large
         return log_z0 + mean_log_w, se
+
+    def fit_diagnostics(self) -> list[dict]:
+        """Rows for ``FitResult.diagnostics()``: the AIS standard error, once log Z has been estimated."""
+        cached = self._train_state["logz"]
+        if cached is None or cached[2] != "ais":
+            return []
+        return [ais_check(cached[1], self._train_state.get("ais_chains", 0))]
 
     def log_partition(self, method: str = "auto", **ais_options: Any) -> tuple[float, float, str]:
         """(log Z, standard error, method): exact when a layer has ≤ 20 units (``"auto"``), else AIS."""
