@@ -240,40 +240,7 @@ def test_save_load_keeps_weights(tmp_path):
     assert torch.allclose(back.log_prob(x), rbm.log_prob(x))
 
 
-# ------------------------------------------------------------------ recommendation
-def _taste_ratings(users=60, items=20, seed=0):
-    rng = np.random.Generator(np.random.PCG64(seed))
-    taste = rng.integers(0, 2, users)
-    rows = []
-    for u in range(users):
-        for m in rng.choice(items, size=min(12, items - 2), replace=False):
-            liked = (m % 2) == taste[u]
-            rows.append((u, int(m), float(rng.choice([4.0, 5.0]) if liked else rng.choice([1.0, 2.0]))))
-    return pd.DataFrame(rows, columns=["userId", "movieId", "rating"]), taste
-
-
-def test_recommender_learns_tastes_and_recommends():
-    df, taste = _taste_ratings()
-    test = df.groupby("userId").head(2)
-    train = df.drop(test.index)
-    rec = RecommenderRBM(n_hidden=8)
-    rec.fit(train, epochs=60, batch_size=10, lr=0.05, progress=False, seed=0)
-    global_mean = float(np.sqrt(((train["rating"].mean() - test["rating"]) ** 2).mean()))
-    assert rec.rmse(test) < 0.7 * global_mean
-    top = rec.recommend(0, k=3)
-    assert len(top) == 3 and set(top.columns) >= {"userId", "movieId", "predicted_rating", "rank"}
-    assert all(m % 2 == taste[0] for m in top["movieId"])  # the user's own taste
-    rated = set(train[train.userId == 0].movieId)
-    assert not rated & set(top["movieId"])
-    many = rec.recommend([0, 1, 2], k=2)
-    assert many["userId"].tolist() == [0, 0, 1, 1, 2, 2]
-    new = rec.recommend({0: 5.0, 2: 5.0, 1: 1.0}, k=2)  # a new user who likes even items
-    assert all(m % 2 == 0 for m in new["movieId"])
-    frame = rec.recommend(pd.DataFrame({"userId": [7, 7], "movieId": [1, 3], "rating": [5.0, 4.0]}), k=2)
-    assert all(m % 2 == 1 for m in frame["movieId"])
-    assert rec.score(test).shape == (len(test),)
-
-
+# ------------------------------------------------------------------ recommendation (more in test_recommend.py)
 def test_shared_levels_learn_each_users_rating_scale():
     # generous and harsh users, no item effect, 300 items with about 5 ratings each: per-item
     # weights cannot learn a user's scale, weights shared across items per level can
@@ -297,34 +264,6 @@ def test_shared_levels_learn_each_users_rating_scale():
         RecommenderRBM(shared_levels="yes")
 
 
-def test_recommender_bad_input():
-    df, _ = _taste_ratings(20, 10)
-    rec = RecommenderRBM(n_hidden=4)
-    rec.fit(df, epochs=2, progress=False, seed=0)
-    with pytest.raises(KeyError, match="user"):
-        rec.recommend(999)
-    with pytest.raises(KeyError, match="item"):
-        rec.recommend({12345: 4.0})
-    with pytest.raises(ValueError, match="out of range"):
-        rec.recommend({1: 7.0})
-    with pytest.raises(ValueError, match="out of range"):
-        rec.rmse(pd.DataFrame({"userId": [0], "movieId": [1], "rating": [3.3]}))
-    with pytest.raises(KeyError, match="rating"):
-        RecommenderRBM().fit(df.drop(columns="rating"), progress=False)
-    with pytest.raises(ValueError, match="missing"):
-        RecommenderRBM().fit(df.assign(rating=np.nan), progress=False)
-    with pytest.raises(probgen.core.base.NoLikelihoodError, match="instead"):
-        rec.log_prob(df)
-
-
-def test_recommender_save_load(tmp_path):
-    df, _ = _taste_ratings(20, 10)
-    rec = RecommenderRBM(n_hidden=4)
-    rec.fit(df, epochs=3, progress=False, seed=0)
-    back = probgen.load(probgen.save(rec, tmp_path / "rec.safetensors"))
-    pd.testing.assert_frame_equal(back.recommend([0, 1], k=3), rec.recommend([0, 1], k=3))
-
-
 # ------------------------------------------------------------------ benches
 def test_bench_rbm_quick():
     from probgen.bench.rbm import run
@@ -333,12 +272,3 @@ def test_bench_rbm_quick():
     assert len(frame) == 4 and frame["probgen"].notna().all()
     acc = frame[frame.metric.str.contains("accuracy")].probgen
     assert (acc > 0.5).all()
-
-
-def test_bench_recommend_quick():
-    from probgen.bench.recommend import run
-
-    frame = run(quick=True).frame()
-    assert len(frame) == 4
-    rmse = frame[frame.metric == "RMSE"]
-    assert ((rmse.probgen > 0.3) & (rmse.probgen < 2.0)).all()

@@ -16,13 +16,15 @@ from ...core.checks import check_positive, unknown_key
 from ...core.result import FitResult
 from ...core.random import check_seed
 from ...core.engines import implements
+from ..recommend.interface import Recommender
 from .rbm import _bernoulli
 
 
-class RecommenderRBM(Model):
+class RecommenderRBM(Recommender, Model):
     r"""An RBM per user over the items that user rated, all users sharing the weights.
 
-    Every item has a softmax visible unit over the rating levels (``K`` of them);
+    Every item has a softmax visible unit over the rating levels (``K`` of them, the distinct
+    training ratings);
     a user's RBM has only the units of the items they rated, so missing ratings are
     simply absent. Trained by CD-k on minibatches of users (engine ``"mcmc"``),
     with the positive and negative statistics gathered over the rated (user, item)
@@ -38,7 +40,15 @@ class RecommenderRBM(Model):
             rarely rated items cannot (most MovieLens items have a handful of ratings).
         momentum: SGD momentum.
         weight_decay: L2 penalty on the weights.
-        user_col, item_col, rating_col: the DataFrame's column names.
+        k_max: CD-k schedule: the number of Gibbs steps grows from ``k`` to ``k_max`` over training
+            (in equal stages per epoch; the paper raised T from 1 to 9 as learning converged).
+        conditional: add the paper's conditional term: a weight ``D[item]`` from "the user rated
+            this item" to the hidden units, for every item the user rated in training. On a
+            protocol where only rated items are visible this duplicates a level-independent part
+            of ``W``; it carries information when ``fit(..., implicit=pairs)`` names (user, item)
+            pairs known to be rated whose rating is unknown (the Netflix qualifying set).
+        user_col, item_col, rating_col, title_col: the DataFrame's column names.
+        rating_scale: (lowest, highest) allowed rating; ``None``: the training range.
 
     References:
         Salakhutdinov, Mnih & Hinton, Restricted Boltzmann machines for collaborative
@@ -50,7 +60,7 @@ class RecommenderRBM(Model):
         ...                    "rating": [5.0, 1.0, 4.0, 2.0, 1.0, 2.0]})
         >>> rec = probgen.models.RecommenderRBM(n_hidden=4)
         >>> _ = rec.fit(df, epochs=5, progress=False, seed=0)
-        >>> rec.recommend(1, k=1)["movieId"].tolist()
+        >>> rec.recommend(1, k=1)["item"].tolist()
         [30]
     """
 
@@ -58,12 +68,18 @@ class RecommenderRBM(Model):
     default_inference = "mcmc"
     log_prob_kind = None
     log_prob_alternative = "score(ratings) (the surprise -log p(rating | the user's other ratings)) or rmse(ratings)"
+    models_ratings = True
 
     def __init__(self, n_hidden: int = 100, k: int = 1, momentum: float = 0.9, weight_decay: float = 0.001,
                  user_col: str = "userId", item_col: str = "movieId", rating_col: str = "rating",
-                 shared_levels: bool = False):
+                 shared_levels: bool = False, k_max: int | None = None, conditional: bool = False,
+                 title_col: str | None = "title", rating_scale: Sequence[float] | None = None):
         check_positive("n_hidden", n_hidden, integer=True)
         check_positive("k", k, integer=True)
+        if k_max is not None and (check_positive("k_max", k_max, integer=True) < k):
+            raise ValueError(f"k_max: expected at least k={k}, got {k_max!r}")
+        if not isinstance(conditional, bool):
+            raise ValueError(f"conditional: expected True or False, got {conditional!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
         check_positive("weight_decay", weight_decay, strict=False)
@@ -73,20 +89,23 @@ class RecommenderRBM(Model):
         if not isinstance(shared_levels, bool):
             raise ValueError(f"shared_levels: expected True or False, got {shared_levels!r}")
         self.shared_levels = shared_levels
-        self.columns = (user_col, item_col, rating_col)
-        self._set_vocab([], [], [])
-        self.register_load_state_dict_post_hook(lambda module, keys: module._reindex())
+        self.k_max, self.conditional = int(k_max or k), conditional
+        self._init_recommender(user_col, item_col, rating_col, title_col, rating_scale)
+        self._alloc()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._after_load())
 
     # ------------------------------------------------------------ state
-    def _set_vocab(self, users: list, items: list, levels: list) -> None:
-        self.users, self.items, self.levels = list(users), list(items), [float(x) for x in levels]
-        u, i, k, h = len(users), len(items), len(levels), self.n_hidden
+    def _alloc(self, implicit: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        u, i, k, h = len(self.users), len(self.items), len(self.levels), self.n_hidden
         self.register_buffer("W", torch.zeros(i * k, h))
         self.register_buffer("b", torch.zeros(i * k))
         self.register_buffer("c", torch.zeros(h))
         self.register_buffer("U", torch.zeros(k, h))  # weights shared by all items per level (shared_levels)
-        # the training ratings as level indices (-1 = not rated): recommendations for known users need them
+        self.register_buffer("D", torch.zeros(i if self.conditional else 0, h))  # "rated" weights (conditional)
+        # the training ratings as level indices (-1 = not rated): the RBM's visible units per user
         self.register_buffer("train_levels", torch.full((u, i), -1, dtype=torch.int8))
+        # which items each user is known to have rated (conditional RBM): training ratings + implicit pairs
+        self.register_buffer("rated_mask", torch.zeros((u, i) if self.conditional else (0, 0), dtype=torch.bool))
         object.__setattr__(self, "_state", {})
         self._reindex()
 
@@ -96,52 +115,49 @@ class RecommenderRBM(Model):
         self._level_index = {r: j for j, r in enumerate(self.levels)}
 
     def get_state_json(self) -> dict:
-        return {"users": self.users, "items": self.items, "levels": self.levels}
+        state = self._catalog_state()
+        if getattr(self, "_legacy", False):
+            state.pop("n_train")
+        return state
 
     def set_state_json(self, state: dict) -> None:
-        self._set_vocab(state.get("users", []), state.get("items", []), state.get("levels", []))
+        # files saved before the shared recommending interface have no "n_train" and hold only
+        # train_levels: the training ratings are rebuilt from it after loading (_after_load)
+        self._legacy = "n_train" not in state
+        if self._legacy and state.get("levels"):
+            state = {**state, "rating_scale": [min(state["levels"]), max(state["levels"])]}
+        self._restore_catalog(state)
+        self._alloc()
+        if self._legacy:
+            for name in ("train_user", "train_item", "train_rating", "D", "rated_mask"):
+                self._non_persistent_buffers_set.add(name)
+
+    def _after_load(self) -> None:
+        self._reindex()
+        if getattr(self, "_legacy", False):
+            user, item = torch.nonzero(self.train_levels >= 0, as_tuple=True)  # sorted by user, then item
+            self.train_user, self.train_item = user, item
+            self.train_rating = torch.tensor(self.levels, dtype=torch.float32)[self.train_levels[user, item].long()]
 
     @property
     def num_levels(self) -> int:
         return len(self.levels)
 
-    def _require_fitted(self, what: str) -> None:
-        super()._require_fitted(what, bool(self.items), "call fit(ratings) first")
-
     # ------------------------------------------------------------ data
-    def _frame(self, data: Any, name: str, need_rating: bool = True, allow_empty: bool = False) -> pd.DataFrame:
-        if not isinstance(data, pd.DataFrame):
-            raise ValueError(f"{name}: expected a DataFrame with columns {list(self.columns)}, got {type(data).__name__}")
-        cols = list(self.columns if need_rating else self.columns[:2])
-        missing = [c for c in cols if c not in data.columns]
-        if missing:
-            raise KeyError(f"{name}: missing column(s) {missing}; expected {cols} (set user_col/item_col/rating_col)")
-        if len(data) == 0 and not allow_empty:
-            raise ValueError(f"{name}: no ratings")
-        df = data[cols]
-        if df.isna().any().any():
-            raise ValueError(f"{name}: contains missing values")
-        return df
-
     def _triples(self, data: Any, name: str, allow_empty: bool = False) -> torch.Tensor:
         """(user index, item index, level index) rows for known users and items."""
-        df = self._frame(data, name, allow_empty=allow_empty)
-        return torch.stack([self._lookup(df[self.columns[0]], self._user_index, f"user (in {name})"),
-                            self._lookup(df[self.columns[1]], self._item_index, f"item (in {name})"),
+        from ..recommend.interface import ratings_frame
+
+        df = ratings_frame(data, self.columns, name, allow_empty=allow_empty)
+        return torch.stack([self._lookup(df[self.columns[0]], "user", name),
+                            self._lookup(df[self.columns[1]], "item", name),
                             self._levels_of(df[self.columns[2]], name)], 1)
 
-    def _lookup(self, values: pd.Series, index: dict, what: str) -> torch.Tensor:
-        out = values.map(index)
-        if out.isna().any():
-            bad = values[out.isna()].iloc[0]
-            raise unknown_key(what, bad, list(index)[:40])
-        return torch.tensor(out.to_numpy(dtype=np.int64))
-
-    def _levels_of(self, ratings: pd.Series, name: str) -> torch.Tensor:
-        values = pd.to_numeric(ratings, errors="coerce").astype(float)
+    def _levels_of(self, ratings: Any, name: str) -> torch.Tensor:
+        values = pd.to_numeric(pd.Series(np.asarray(ratings, dtype=float)), errors="coerce")
         out = values.map(self._level_index)
         if out.isna().any():
-            bad = ratings[out.isna()].iloc[0]
+            bad = values[out.isna()].iloc[0]
             raise ValueError(f"{name}: rating {bad!r} is out of range; valid ratings are {self.levels}")
         return torch.tensor(out.to_numpy(dtype=np.int64))
 
@@ -151,20 +167,24 @@ class RecommenderRBM(Model):
         """CD-k over minibatches of users; ``validation`` (ratings of the same users) is scored by RMSE."""
         from ...infer.mcmc import fit_mcmc
 
-        df = self._frame(data, "data")
-        ratings = pd.to_numeric(df[self.columns[2]], errors="coerce")
-        if ratings.isna().any() or not np.isfinite(ratings).all():
-            raise ValueError("data: ratings must be finite numbers")
-        users = _sorted_ids(df[self.columns[0]], "user")
-        items = _sorted_ids(df[self.columns[1]], "item")
-        levels = sorted(ratings.unique().tolist())
-        if len(levels) < 2:
-            raise ValueError(f"data: need at least two distinct rating values, got {levels}")
-        self._set_vocab([_plain(u) for u in users], [_plain(i) for i in items], levels)
-        t = self._triples(df, "data")
-        if len(torch.unique(t[:, 0] * len(items) + t[:, 1])) != len(t):
-            raise ValueError("data: a user rated the same item twice")
+        implicit = options.pop("implicit", None)
+        self._fit_catalog(data)
+        if len(self.levels) < 2:
+            raise ValueError(f"data: need at least two distinct rating values, got {self.levels}")
+        self._alloc()
+        t = torch.stack([self.train_user, self.train_item, self._levels_of(self.train_rating.numpy(), "data")], 1)
         self.train_levels[t[:, 0], t[:, 1]] = t[:, 2].to(torch.int8)
+        if self.conditional:
+            self.rated_mask[t[:, 0], t[:, 1]] = True
+            if implicit is not None:
+                from ..recommend.interface import ratings_frame
+
+                pairs = ratings_frame(implicit, self.columns, "implicit", need_rating=False)
+                self.rated_mask[self._lookup(pairs[self.columns[0]], "user", "implicit"),
+                                self._lookup(pairs[self.columns[1]], "item", "implicit")] = True
+        elif implicit is not None:
+            raise ValueError("implicit: (user, item) pairs known to be rated are used by conditional=True only")
+        items = self.items
         k = self.num_levels
         # visible biases: log frequency of each level per item (smoothed), as in the paper
         freq = torch.bincount(t[:, 1] * k + t[:, 2], minlength=len(items) * k).float().reshape(-1, k) + 0.5
@@ -175,11 +195,14 @@ class RecommenderRBM(Model):
         self.U = torch.zeros(k, self.n_hidden)
         options.setdefault("lr", 0.01)
         options.setdefault("batch_size", 32)
-        self._state.update(lr=float(check_positive("lr", options["lr"])), velocity=None, loss=None)
+        epochs = options.get("epochs")
+        steps_per_epoch = -(-len(self.users) // int(options["batch_size"]))
+        total = options.get("steps") or (epochs * steps_per_epoch if epochs else 1000)
+        self._state.update(lr=float(check_positive("lr", options["lr"])), velocity=None, loss=None, total=total)
         validation = options.pop("validation", None)
         if validation is not None:
             validation = self._triples(validation, "validation")
-        users_tensor = torch.arange(len(users), dtype=torch.float32)
+        users_tensor = torch.arange(len(self.users), dtype=torch.float32)
         return fit_mcmc(self, users_tensor, validation=validation, **options)
 
     def _profiles(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -188,12 +211,15 @@ class RecommenderRBM(Model):
         row, item = torch.nonzero(levels >= 0, as_tuple=True)
         return row, item, levels[row, item].long()
 
-    def _hidden_prob(self, n: int, row: torch.Tensor, item: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    def _hidden_prob(self, n: int, row: torch.Tensor, item: torch.Tensor, level: torch.Tensor,
+                     users: torch.Tensor | None = None) -> torch.Tensor:
         # Σ over the rated items of W[item, level, :] — a sparse product, as index_add over the pairs
         rows = self.W[item * self.num_levels + level]
         if self.shared_levels:
             rows = rows + self.U[level]
         act = torch.zeros(n, self.n_hidden, device=self.W.device).index_add_(0, row, rows)
+        if self.conditional and users is not None:
+            act = act + self.rated_mask[users].float() @ self.D
         return torch.sigmoid(act + self.c)
 
     def _item_logits(self, h: torch.Tensor, row: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
@@ -212,12 +238,14 @@ class RecommenderRBM(Model):
         users = batch[0].long()
         n, k = len(users), self.num_levels
         row, item, level = self._profiles(users)
-        ph0 = self._hidden_prob(n, row, item, level)
+        ph0 = self._hidden_prob(n, row, item, level, users)
         ph, lv = ph0, level
-        for _ in range(self.k):
+        total = self._state.get("total") or 1
+        stage = min(1.0, step / total)  # CD-k schedule: k grows linearly from k to k_max over training
+        for _ in range(self.k + int(stage * (self.k_max - self.k + 1)) if self.k_max > self.k else self.k):
             logits = self._item_logits(_bernoulli(ph), row, item)
             lv = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
-            ph = self._hidden_prob(n, row, item, lv)
+            ph = self._hidden_prob(n, row, item, lv, users)
         grad_w = torch.zeros_like(self.W)
         grad_w.index_add_(0, item * k + level, ph0[row]).index_add_(0, item * k + lv, ph[row], alpha=-1.0)
         grad_w.div_(n).add_(self.W, alpha=-self.weight_decay)
@@ -232,6 +260,10 @@ class RecommenderRBM(Model):
             grad_u = torch.zeros_like(self.U).index_add_(0, level, ph0[row]).index_add_(0, lv, ph[row], alpha=-1.0)
             grads.append(grad_u.div_(len(row)).add_(self.U, alpha=-self.weight_decay))
             params.append(self.U)
+        if self.conditional:
+            r = self.rated_mask[users].float()
+            grads.append((r.T @ (ph0 - ph)).div_(n).add_(self.D, alpha=-self.weight_decay))
+            params.append(self.D)
         state = self._state
         if state.get("velocity") is None:
             state["velocity"] = [torch.zeros_like(g) for g in grads]
@@ -250,30 +282,20 @@ class RecommenderRBM(Model):
         return float(((pred - truth) ** 2).mean().sqrt())
 
     # ------------------------------------------------------------ prediction
+    def _user_hidden(self, users: torch.Tensor) -> torch.Tensor:
+        """Mean-field hidden probabilities of known users given their training ratings."""
+        return self._hidden_prob(len(users), *self._profiles(users), users)
+
     def _level_probs(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """p(level | user's training ratings) for (user, item) pairs (mean-field hidden units)."""
         uniq, inv = torch.unique(user_idx, return_inverse=True)
         with torch.no_grad():
-            ph = self._hidden_prob(len(uniq), *self._profiles(uniq))
+            ph = self._user_hidden(uniq)
             return torch.softmax(self._item_logits(ph, inv, item_idx), -1)
 
     def _predict_idx(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         levels = torch.tensor(self.levels, device=self.W.device)
         return self._level_probs(user_idx, item_idx) @ levels
-
-    def predict(self, pairs: pd.DataFrame) -> torch.Tensor:
-        """Expected rating of each (user, item) row, for users and items seen in training."""
-        self._require_fitted("predict")
-        df = self._frame(pairs, "pairs", need_rating=False)
-        u = self._lookup(df[self.columns[0]], self._user_index, "user (in pairs)")
-        i = self._lookup(df[self.columns[1]], self._item_index, "item (in pairs)")
-        return self._predict_idx(u, i)
-
-    def rmse(self, ratings: pd.DataFrame) -> float:
-        """Root mean squared error of ``predict`` against the ``ratings`` given."""
-        self._require_fitted("rmse")
-        t = self._triples(ratings, "ratings")
-        return self.validation_loss(t)
 
     def score(self, ratings: pd.DataFrame) -> torch.Tensor:
         """Surprise of each rating, -log p(rating | the user's training ratings) (higher = more anomalous)."""
@@ -284,59 +306,21 @@ class RecommenderRBM(Model):
         probs = self._level_probs(t[:, 0], t[:, 1])
         return -probs[torch.arange(len(t)), t[:, 2]].log()
 
-    def _new_user_hidden(self, ratings: dict) -> torch.Tensor:
-        items, levels = [], []
-        for item, r in ratings.items():
-            item = _plain(item)
-            if item not in self._item_index:
-                raise unknown_key("item (in user_ratings)", item, self.items[:40])
-            if float(r) not in self._level_index:
-                raise ValueError(f"user_ratings: rating {r!r} for item {item!r} is out of range; valid: {self.levels}")
-            items.append(self._item_index[item])
-            levels.append(self._level_index[float(r)])
-        item_t, level_t = torch.tensor(items, dtype=torch.long), torch.tensor(levels, dtype=torch.long)
-        return self._hidden_prob(1, torch.zeros(len(items), dtype=torch.long), item_t, level_t), item_t
+    def _expected_all(self, ph: torch.Tensor) -> torch.Tensor:
+        levels = torch.tensor(self.levels, device=self.W.device)
+        return torch.softmax(self._all_item_logits(ph), -1) @ levels
 
-    def recommend(self, user_ratings: Any, k: int = 10, exclude_rated: bool = True) -> pd.DataFrame:
-        """The ``k`` unrated items with the highest predicted rating, for one user or many.
+    def _scores_known(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Expected rating of every item (the ranking score) for known users."""
+        return self._expected_all(self._user_hidden(user_idx))
 
-        ``user_ratings`` is a known user id (their training ratings are used), a list
-        of user ids, a dict ``{item: rating}`` for a new user, or a DataFrame of
-        ratings (each user in it is treated as a new profile).
-        Returns a DataFrame: user, item, predicted rating, rank.
-        """
-        self._require_fitted("recommend")
-        check_positive("k", k, integer=True)
-        ucol, icol, _ = self.columns
-        profiles: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
-        with torch.no_grad():
-            if isinstance(user_ratings, dict):
-                ph, rated = self._new_user_hidden(user_ratings)
-                profiles.append(("new user", ph, rated))
-            elif isinstance(user_ratings, pd.DataFrame):
-                df = self._frame(user_ratings, "user_ratings")
-                for user, group in df.groupby(ucol, sort=True):
-                    ph, rated = self._new_user_hidden(dict(zip(group[icol], group[self.columns[2]])))
-                    profiles.append((_plain(user), ph, rated))
-            else:
-                ids = user_ratings if isinstance(user_ratings, (list, tuple, np.ndarray, pd.Series)) else [user_ratings]
-                for user in ids:
-                    user = _plain(user)
-                    if user not in self._user_index:
-                        raise unknown_key("user (in user_ratings)", user, self.users[:40])
-                    j = torch.tensor([self._user_index[user]])
-                    ph = self._hidden_prob(1, *self._profiles(j))
-                    profiles.append((user, ph, torch.nonzero(self.train_levels[j[0]] >= 0).flatten()))
-            levels = torch.tensor(self.levels, device=self.W.device)
-            rows = []
-            for user, ph, rated in profiles:
-                pred = torch.softmax(self._all_item_logits(ph)[0], -1) @ levels
-                if exclude_rated:
-                    pred[rated] = -float("inf")
-                top = torch.topk(pred, min(k, int(torch.isfinite(pred).sum()))).indices
-                rows += [{ucol: user, icol: self.items[i], "predicted_rating": float(pred[i]), "rank": r + 1}
-                         for r, i in enumerate(top.tolist())]
-        return pd.DataFrame(rows, columns=[ucol, icol, "predicted_rating", "rank"])
+    def _scores_new(self, item_idx: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """Fold-in: the hidden units given the new user's ratings (and, conditional, that they rated those items)."""
+        level = self._levels_of(ratings.numpy(), "user_ratings")
+        ph = self._hidden_prob(1, torch.zeros(len(item_idx), dtype=torch.long), item_idx, level)
+        if self.conditional:
+            ph = torch.sigmoid(torch.logit(ph.clamp(1e-7, 1 - 1e-7)) + self.D[item_idx].sum(0))
+        return self._expected_all(ph)[0]
 
     def _sample(self, n: int, steps: int = 50) -> torch.Tensor:
         """Ratings of ``n`` synthetic users for every item (a Gibbs chain of ``steps`` sweeps)."""
@@ -351,10 +335,17 @@ class RecommenderRBM(Model):
             act = onehot.reshape(n, -1) @ self.W
             if self.shared_levels:
                 act = act + onehot.sum(1) @ self.U
+            if self.conditional:  # a synthetic user rates every item
+                act = act + self.D.sum(0)
             h = _bernoulli(torch.sigmoid(act + self.c))
         return torch.tensor(self.levels, device=self.W.device)[v]
 
     # ------------------------------------------------------------ examples
+    @classmethod
+    def _tour_setup(cls, quick: bool) -> tuple[Any, dict]:
+        return (cls(n_hidden=50, weight_decay=0.01, shared_levels=True),
+                {"epochs": 5 if quick else 20, "lr": 0.03, "batch_size": 32})
+
     @classmethod
     def _contract_case(cls) -> ContractCase:
         g = np.random.Generator(np.random.PCG64(0))
@@ -370,10 +361,3 @@ def _plain(x: Any) -> Any:
     """NumPy scalars to Python ones (JSON-safe ids)."""
     return x.item() if isinstance(x, np.generic) else x
 
-
-def _sorted_ids(column: pd.Series, what: str) -> list:
-    """The distinct ids of a column, sorted; ``ValueError`` when they mix kinds (numbers and text)."""
-    try:
-        return sorted(column.unique().tolist())
-    except TypeError:
-        raise ValueError(f"data: the {what} ids mix kinds (numbers and text, say); use one kind of id") from None
