@@ -197,6 +197,18 @@ def test_midi_round_trip(tmp_path):
         roll_from_file(path, low=62, n_pitches=12)
 
 
+def test_midi_written_from_a_model_carries_its_provenance(tmp_path):
+    case = ChordNGram._contract_case()
+    model = case.model
+    model.fit(case.data, progress=False, **case.fit_options)
+    roll = model.sample(8, seed=3, **case.sample_kwargs)
+    path = model.to_midi(roll, tmp_path / "generated.mid", seed=3)
+    stamp = probgen.provenance(path)
+    assert stamp["family"] == "chord_ngram" and stamp["seed"] == 3 and stamp["intact"] is True
+    open(path, "ab").write(b"\x00")  # an edited file no longer matches its recorded hash
+    assert probgen.provenance(path)["intact"] is False
+
+
 # ----------------------------------------------------------------- metrics
 def test_music_metrics_on_known_examples():
     c_major = np.zeros((4, 24))

@@ -66,12 +66,13 @@ def pad_rolls(rolls: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 
 
 def write_midi(roll: Any, path: str | os.PathLike, low_pitch: int, resolution: str = "quarter",
-               tempo: float = 80.0) -> str:
+               tempo: float = 80.0, model: Any = None, seed: int | None = None) -> str:
     """Write a piano roll as a standard MIDI file through music21; returns the path.
 
     A note held over consecutive frames becomes one note (the roll cannot tell a held note
     from a repeated one, as in the JSB Chorales data). All file writing of this family goes
-    through this one function.
+    through this one function, which also writes the file's provenance sidecar (probgen, the
+    ``model``'s family and hash, the ``seed``; read it back with ``probgen.provenance(path)``).
 
     Example:
         >>> import tempfile, os, torch
@@ -112,6 +113,9 @@ def write_midi(roll: Any, path: str | os.PathLike, low_pitch: int, resolution: s
                 t += 1
     score = music21.stream.Score([part])
     score.write("midi", fp=path)
+    from ...responsible.provenance import record
+
+    record(path, model, seed)
     return path
 
 
@@ -281,7 +285,7 @@ class MusicModel(Model):
         return music_tour(cls, out_dir, quick)
 
     # ------------------------------------------------------------------ output
-    def to_midi(self, roll: Any, path: str | os.PathLike, tempo: float = 80.0) -> str:
-        """Write ``roll`` (e.g. from ``sample``) as a MIDI file; see ``write_midi``."""
+    def to_midi(self, roll: Any, path: str | os.PathLike, tempo: float = 80.0, seed: int | None = None) -> str:
+        """Write ``roll`` (e.g. from ``sample(..., seed=seed)``) as a MIDI file with its provenance; see ``write_midi``."""
         r = as_rolls(roll, self.n_pitches, "roll")[0]
-        return write_midi(r, path, self.low_pitch, self.resolution, tempo)
+        return write_midi(r, path, self.low_pitch, self.resolution, tempo, model=self, seed=seed)
