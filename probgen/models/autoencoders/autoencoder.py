@@ -89,13 +89,14 @@ class Decoder(nn.Module):
 
 # ---------------------------------------------------------- shared plumbing
 class _CodecMixin:
-    """Data-shape handling shared by the autoencoder families and the VAE.
+    """Data-shape handling shared by the autoencoder families, the VAE and the semi-supervised models.
 
     ``data_shape=None`` builds the networks from the first data seen by ``fit``
     (the shape is then kept in the saved state).
     """
 
     data_shape: tuple[int, ...] | None
+    network: str = "mlp"  # families without a choice of architecture keep this default
 
     def _init_shape(self, data_shape, network: str, latent_dim: int, hidden) -> None:
         check_choice("network", network, NETWORKS)

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...core.base import ContractCase, Model
-from ...core.checks import as_tensor, check_labels, check_positive, check_probability
+from ...core.checks import check_labels, check_positive, check_probability
 from ...core.engines import implements
 from ...core.random import seeded
+from ..autoencoders.autoencoder import _CodecMixin
 from .vae import UNKNOWN, _chunks, replicate_labelled
 
 
@@ -45,7 +46,7 @@ class _NoisyCritic(nn.Module):
         return self.out(self._noise(h, self.hidden_noise)), h
 
 
-class SemiSupervisedGAN(Model):
+class SemiSupervisedGAN(_CodecMixin, Model):
     r"""A semi-supervised GAN (Salimans et al. 2016): the discriminator is a K+1-class classifier.
 
     The discriminator outputs K logits l_1..l_K for the real classes; the logit of the
@@ -113,7 +114,7 @@ class SemiSupervisedGAN(Model):
         self.weight_norm = weight_norm
         self.data_shape: tuple[int, ...] | None = None
         if data_shape is not None:
-            self._build(SemiSupervisedVAE._check_shape(data_shape))
+            self._build(self._check_data_shape(data_shape))
 
     def _build(self, shape: tuple[int, ...]) -> None:
         self.data_shape = shape
@@ -127,34 +128,14 @@ class SemiSupervisedGAN(Model):
         self.critic = _NoisyCritic(d, self.critic_hidden, self.num_classes, self.input_noise, self.hidden_noise,
                                    self.weight_norm)
 
-    def get_state_json(self) -> dict:
-        return {"data_shape": list(self.data_shape) if self.data_shape else None}
-
-    def set_state_json(self, state: dict) -> None:
-        if state.get("data_shape") and self.data_shape is None:
-            self._build(tuple(state["data_shape"]))
-
-    def _require_built(self) -> None:
-        if self.data_shape is None:
-            raise ValueError("SemiSupervisedGAN: the networks are built by fit (or give data_shape=...); fit it first")
-
     # -------------------------------------------------------------------- data
     def _as_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        if hasattr(x, "x") and hasattr(x, "y") and not isinstance(x, torch.Tensor):
-            x = x.x
-        t = as_tensor(x, name)
-        if t.dim() < 2:
-            raise ValueError(f"{name}: expected a batch of examples (n, *data_shape), got shape {tuple(t.shape)}")
-        if self.data_shape is None:
-            from .vae import SemiSupervisedVAE
+        return self._as_data(x, name)  # the autoencoders' shape check (builds the networks on first sight)
 
-            self._build(SemiSupervisedVAE._check_shape(t.shape[1:]))
-        if tuple(t.shape[1:]) != self.data_shape:
-            raise ValueError(f"{name}: expected examples of shape {self.data_shape}, got {tuple(t.shape[1:])}")
+    def _check_values(self, t: torch.Tensor, name: str) -> None:
         if len(t) and (t.min() < 0 or t.max() > 1):
             raise ValueError(f"{name}: expected values in [0, 1] (the generator ends in a sigmoid), "
                              f"got range [{float(t.min()):.3g}, {float(t.max()):.3g}]")
-        return t.to(self.device)
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
         if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):

@@ -24,6 +24,7 @@ from ...core.base import ContractCase, Model
 from ...core.checks import as_tensor, check_choice, check_labels, check_positive, check_probability, class_labels
 from ...core.engines import implements
 from ...core.random import seeded
+from ..autoencoders.autoencoder import _CodecMixin
 from ...nn.mlp import MLP
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -78,7 +79,7 @@ class _LabelledEncoder(nn.Module):
         return loc, F.softplus(raw) + 1e-4
 
 
-class SemiSupervisedVAE(Model):
+class SemiSupervisedVAE(_CodecMixin, Model):
     r"""The M2 model of Kingma et al. (2014): y ~ Cat(1/K), z ~ N(0, I), x ~ p(x | y, z).
 
     The guide is q(y | x) (the classifier) and q(z | x, y). ``fit((x, y))`` takes labels with
@@ -149,7 +150,7 @@ class SemiSupervisedVAE(Model):
         self._label_repeat = 1
         self.enumerate = True  # False: the guide samples the unknown label (for checking the enumeration)
         if data_shape is not None:
-            self._build(self._check_shape(data_shape))
+            self._build(self._check_data_shape(data_shape))
 
     @staticmethod
     def _check_hidden(name: str, hidden: Any) -> tuple[int, ...]:
@@ -157,16 +158,6 @@ class SemiSupervisedVAE(Model):
         if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"{name}: expected a non-empty sequence of positive integers, got {hidden!r}")
         return hidden
-
-    @staticmethod
-    def _check_shape(shape: Any) -> tuple[int, ...]:
-        try:
-            shape = tuple(int(s) for s in shape)
-        except TypeError:
-            raise ValueError(f"data_shape: expected a shape like (1, 28, 28) or (d,), got {shape!r}") from None
-        if not shape or min(shape) < 1:
-            raise ValueError(f"data_shape: expected positive sizes, got {shape}")
-        return shape
 
     # ---------------------------------------------------------------- networks
     @property
@@ -188,38 +179,14 @@ class SemiSupervisedVAE(Model):
         if self.likelihood == "gaussian":
             self.log_scale = nn.Parameter(torch.zeros(d))
 
-    @property
-    def built(self) -> bool:
-        return self.data_shape is not None
-
-    def _require_built(self) -> None:
-        if not self.built:
-            raise ValueError(f"{type(self).__name__}: the networks are built by fit (or give data_shape=...); "
-                             "fit the model first")
-
-    def get_state_json(self) -> dict:
-        return {"data_shape": list(self.data_shape) if self.data_shape else None}
-
-    def set_state_json(self, state: dict) -> None:
-        if state.get("data_shape") and not self.built:
-            self._build(tuple(state["data_shape"]))
-
     # -------------------------------------------------------------------- data
     def _as_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        if hasattr(x, "x") and hasattr(x, "y") and not isinstance(x, torch.Tensor):  # a probgen Dataset
-            x = x.x
-        t = as_tensor(x, name)
-        if t.dim() < 2:
-            raise ValueError(f"{name}: expected a batch of examples (n, *data_shape), got shape {tuple(t.shape)}")
-        if not self.built:
-            self._build(self._check_shape(t.shape[1:]))
-        if tuple(t.shape[1:]) != self.data_shape:
-            raise ValueError(f"{name}: expected examples of shape {self.data_shape} (the model's data_shape), "
-                             f"got {tuple(t.shape[1:])}")
+        return self._as_data(x, name)  # the autoencoders' shape check (builds the networks on first sight)
+
+    def _check_values(self, t: torch.Tensor, name: str) -> None:
         if self._data_likelihood == "bernoulli" and not torch.all((t == 0) | (t == 1)):
             raise ValueError(f"{name}: likelihood='bernoulli' needs binary data in {{0, 1}}; binarize first "
                              "(e.g. (x > 0.5).float(), or the '*_binary' data sets) or use likelihood='gaussian'")
-        return t.to(self.device)
 
     @property
     def _data_likelihood(self) -> str:
