@@ -21,3 +21,19 @@ def _seed_docstring_examples(request):
         random.seed(0)
         torch.set_num_threads(1)
     yield
+
+
+# docstring examples of optional extras run only where the extra is installed
+_OPTIONAL_EXTRAS = {"probgen.responsible.watermark": ("imwatermark", "cv2")}
+
+
+def pytest_collection_modifyitems(config, items):
+    import importlib.util
+
+    for item in items:
+        if not isinstance(item, DoctestItem):
+            continue
+        for module, needs in _OPTIONAL_EXTRAS.items():
+            missing = [name for name in needs if importlib.util.find_spec(name) is None]
+            if item.name.startswith(module) and missing:
+                item.add_marker(pytest.mark.skip(reason=f"needs the optional extra ({', '.join(missing)} missing)"))

@@ -195,6 +195,7 @@ class RecommenderRBM(Recommender, Model):
         self.U = torch.zeros(k, self.n_hidden)
         options.setdefault("lr", 0.01)
         options.setdefault("batch_size", 32)
+        check_positive("batch_size", options["batch_size"], integer=True)
         epochs = options.get("epochs")
         steps_per_epoch = -(-len(self.users) // int(options["batch_size"]))
         total = options.get("steps") or (epochs * steps_per_epoch if epochs else 1000)

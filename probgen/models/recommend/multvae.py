@@ -227,6 +227,9 @@ class MultVAE(Recommender, Model):
             return tuple(t.cpu() for t in self._pair(torch.as_tensor(codes), item, torch.tensor(
                 df[self.columns[2]].to_numpy(dtype=np.float32)), len(uniques)))
         parts = data if isinstance(data, (tuple, list)) else (data,)
+        if not 1 <= len(parts) <= 2:
+            raise ValueError(f"{name}: expected a (users x items) count tensor, a pair (counts, encoder inputs) "
+                             f"or a ratings DataFrame, got {type(data).__name__} of {len(parts)} parts")
         out = []
         for j, part in enumerate(parts[:2]):
             x = as_tensor(part, name, ndim=2)
