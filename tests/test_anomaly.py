@@ -87,7 +87,7 @@ def _fitted(family: str):
         m.fit(_blobs(96), steps=5, **QUIET)
         return m, _blobs(50, seed=3)
     elif family == "pixel_cnn":
-        m = probgen.models.PixelCNN(image_shape=(6, 6), channels=4, layers=2, first_kernel=3)
+        m = probgen.models.PixelCNN(data_shape=(1, 6, 6), channels=4, layers=2, first_kernel=3)
     m.fit(x, steps=5, **QUIET)
     return m, x[:50]
 

@@ -38,7 +38,7 @@ def _pyro_value(loss, model, batch, num_data, particles=1):
 def test_loss_and_gradients_equal_pyro_on_the_same_draws(loss):
     # constrained PyroParams (positive scales) and a minibatch scaled to the full data by data_plate
     x, y = _data()
-    model = _perturbed(BayesianLinearRegression(n_features=3))
+    model = _perturbed(BayesianLinearRegression(num_features=3))
     batch = (x[:20], y[:20])
     compiled = CompiledELBO(model, loss=loss, num_data=60, strict=True)
     params = [p for p in model.parameters()]
@@ -60,7 +60,7 @@ def test_loss_and_gradients_equal_pyro_on_the_same_draws(loss):
 
 def test_importance_weighted_bound_equals_renyi_alpha_zero():
     x, y = _data()
-    model = _perturbed(BayesianLinearRegression(n_features=3))
+    model = _perturbed(BayesianLinearRegression(num_features=3))
     compiled = CompiledELBO(model, loss="iwae", num_particles=4, num_data=60, strict=True)
     with seeded(5):
         ours = float(compiled((x, y)).detach())
@@ -153,14 +153,14 @@ def test_fit_auto_falls_back_with_a_note_and_still_fits():
 def test_fit_compiled_refuses_enumeration_and_bad_values():
     x, y = _data()
     with pytest.raises(ValueError, match="compiled: True does not go with loss='enum'"):
-        BayesianLinearRegression(n_features=3).fit((x, y), steps=2, loss="enum", compiled=True, progress=False)
+        BayesianLinearRegression(num_features=3).fit((x, y), steps=2, loss="enum", compiled=True, progress=False)
     with pytest.raises(ValueError, match="compiled: expected 'auto', True or False"):
-        BayesianLinearRegression(n_features=3).fit((x, y), steps=2, compiled="yes", progress=False)
+        BayesianLinearRegression(num_features=3).fit((x, y), steps=2, compiled="yes", progress=False)
 
 
 def test_a_changed_model_is_recompiled_not_stale():
     x, y = _data()
-    model = _perturbed(BayesianLinearRegression(n_features=3))
+    model = _perturbed(BayesianLinearRegression(num_features=3))
     compiled = CompiledELBO(model, num_data=60, strict=True)
     compiled((x, y))
     compiled((x, y))
@@ -174,7 +174,7 @@ def test_a_changed_model_is_recompiled_not_stale():
         theirs = _pyro_value("elbo", model, (x, y), 60)
     assert compiled.traces == 3 and torch.allclose(ours, theirs, rtol=1e-5)
     # new parameter shapes: the model refitted for another number of features
-    model.n_features = 4
+    model.num_features = 4
     model.guide_loc_weight = pyro.nn.PyroParam(torch.zeros(4))
     model.guide_scale_weight = pyro.nn.PyroParam(torch.full((4,), 0.1), constraint=torch.distributions.constraints.positive)
     x4 = torch.randn(60, 4)
@@ -190,7 +190,7 @@ def test_compiled_fit_matches_the_ordinary_fit():
     x, y = _data(n=80)
     fits = []
     for mode in (True, False):
-        m = BayesianLinearRegression(n_features=3)
+        m = BayesianLinearRegression(num_features=3)
         m.fit((x, y), steps=60, batch_size=20, lr=0.05, progress=False, seed=0, compiled=mode)
         fits.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]))
     assert torch.allclose(fits[0], fits[1], rtol=1e-4, atol=1e-5)
@@ -199,7 +199,7 @@ def test_compiled_fit_matches_the_ordinary_fit():
 def test_compiled_potential_gives_pyros_nuts_chain():
     # Pyro's NUTS on the compiled potential and on the model itself: the same draws for the same seed
     x, y = _data(n=40, d=2)
-    model = BayesianLinearRegression(n_features=2)
+    model = BayesianLinearRegression(num_features=2)
     with seeded(0):
         pyro_mcmc = pyro.infer.MCMC(pyro.infer.NUTS(model.model), num_samples=20, warmup_steps=20, disable_progbar=True)
         pyro_mcmc.run(x, y)
@@ -216,7 +216,7 @@ def test_compiled_potential_gives_pyros_nuts_chain():
 
 def test_compiled_potential_value_and_gradient_equal_pyros():
     x, y = _data(n=40, d=2)
-    model = BayesianLinearRegression(n_features=2)
+    model = BayesianLinearRegression(num_features=2)
     pot = CompiledPotential(model, (x, y), seed=0)
     z = {k: v + 0.1 for k, v in pot.initial_params.items()}
     value, grad = pot.value_and_grad()(pot.pack(z))

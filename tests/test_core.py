@@ -24,7 +24,7 @@ def _data(n=60, seed=0):
 # ------------------------------------------------------------------- save / load
 def test_save_load_round_trip(tmp_path):
     x, y = _data()
-    m = BayesianLinearRegression(n_features=2, prior_scale=2.0)
+    m = BayesianLinearRegression(num_features=2, prior_scale=2.0)
     m.fit((x, y), steps=50, lr=0.05, progress=False, seed=0)
     path = probgen.save(m, tmp_path / "model.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp file left behind
@@ -51,7 +51,7 @@ def test_load_refuses_pickle_payload(tmp_path, how):
         torch.save({"x": _Payload()}, path)
     else:
         # a well-formed safetensors header whose metadata smuggles a pickle instead of JSON
-        m = BayesianLinearRegression(n_features=1)
+        m = BayesianLinearRegression(num_features=1)
         probgen.save(m, path)
         raw = path.read_bytes()
         size = struct.unpack("<Q", raw[:8])[0]
@@ -72,7 +72,7 @@ def test_load_refuses_foreign_safetensors_and_unknown_family(tmp_path):
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(ValueError, match="not a probgen model file"):
         probgen.load(path)
-    m = BayesianLinearRegression(n_features=1)
+    m = BayesianLinearRegression(num_features=1)
     good = probgen.save(m, tmp_path / "m.safetensors")
     raw = good.read_bytes().replace(b'"linear_regression"', b'"os.system________"')
     bad = tmp_path / "bad.safetensors"
@@ -84,7 +84,7 @@ def test_load_refuses_foreign_safetensors_and_unknown_family(tmp_path):
 
 
 def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
-    m = BayesianLinearRegression(n_features=1)
+    m = BayesianLinearRegression(num_features=1)
     path = probgen.save(m, tmp_path / "m.safetensors")
     before = path.read_bytes()
     m.guide_loc_bias.data.fill_(7.0) if hasattr(m.guide_loc_bias, "data") else None
@@ -104,12 +104,12 @@ def test_same_seed_same_history_and_samples():
     x, y = _data()
     runs = []
     for _ in range(2):
-        m = BayesianLinearRegression(n_features=2)
+        m = BayesianLinearRegression(num_features=2)
         r = m.fit((x, y), steps=40, batch_size=16, lr=0.05, progress=False, seed=11)
         runs.append((r.history["loss"].to_numpy(), m.sample(3, seed=5, x=x[:2])))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert torch.equal(runs[0][1], runs[1][1])
-    other = BayesianLinearRegression(n_features=2).fit((x, y), steps=40, batch_size=16, lr=0.05, progress=False, seed=12)
+    other = BayesianLinearRegression(num_features=2).fit((x, y), steps=40, batch_size=16, lr=0.05, progress=False, seed=12)
     assert not np.array_equal(other.history["loss"].to_numpy(), runs[0][0])
 
 
@@ -128,7 +128,7 @@ def test_device_errors():
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
-            BayesianLinearRegression(n_features=1).fit((torch.zeros(3, 1), torch.zeros(3)), steps=1, device="cuda",
+            BayesianLinearRegression(num_features=1).fit((torch.zeros(3, 1), torch.zeros(3)), steps=1, device="cuda",
                                                        progress=False)
 
 
@@ -136,7 +136,7 @@ def test_device_errors():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_on_cuda():
     x, y = _data()
-    m = BayesianLinearRegression(n_features=2)
+    m = BayesianLinearRegression(num_features=2)
     r = m.fit((x, y), steps=20, device="cuda", progress=False, seed=0)
     assert r.device.startswith("cuda") and m.device.type == "cuda"
 
@@ -151,12 +151,12 @@ def test_fit_on_cuda():
 ])
 def test_bad_training_data_names_the_argument(bad, match):
     with pytest.raises(ValueError, match=match) as info:
-        BayesianLinearRegression(n_features=2).fit(bad, steps=1, progress=False)
+        BayesianLinearRegression(num_features=2).fit(bad, steps=1, progress=False)
     assert "data" in str(info.value)
 
 
 def test_unknown_engine_option_and_model():
-    m = BayesianLinearRegression(n_features=1)
+    m = BayesianLinearRegression(num_features=1)
     data = (torch.zeros(4, 1), torch.zeros(4))
     with pytest.raises(KeyError, match="svi"):
         m.fit(data, inference="variational")

@@ -51,7 +51,7 @@ def _regression_data():
 
 def test_unconverged_svi_warns_and_converged_does_not():
     x, y = _regression_data()
-    model = probgen.models.BayesianLinearRegression(n_features=1)
+    model = probgen.models.BayesianLinearRegression(num_features=1)
     result, caught = _fit_warnings(lambda: model.fit((x, y), steps=500, progress=False, seed=0))  # default lr
     assert float(model.guide_loc_weight[0].detach()) < 0.8  # far from the true slope 1.5 (NUTS: 1.48)
     assert len(caught) == 1 and "loss levelled off" in str(caught[0].message)
@@ -61,7 +61,7 @@ def test_unconverged_svi_warns_and_converged_does_not():
     row = table.iloc[0]
     assert row["ok"] == False and row["value"] > row["threshold"] and "more steps" in row["what_to_do"]  # noqa: E712
 
-    model = probgen.models.BayesianLinearRegression(n_features=1)
+    model = probgen.models.BayesianLinearRegression(num_features=1)
     result, caught = _fit_warnings(lambda: model.fit((x, y), steps=500, lr=0.05, progress=False, seed=0))
     assert caught == [] and bool(result.diagnostics()["ok"].all())
     assert abs(float(model.guide_loc_weight[0].detach()) - 1.5) < 0.1
@@ -143,7 +143,7 @@ def test_mcmc_checks_agree_with_arviz():
 
 def test_short_nuts_run_warns_and_counts_max_depth_hits():
     x, y = _regression_data()
-    model = probgen.models.BayesianLinearRegression(n_features=1)
+    model = probgen.models.BayesianLinearRegression(num_features=1)
     result, caught = _fit_warnings(lambda: model.fit((x[:20], y[:20]), inference="mcmc", num_samples=30,
                                                     warmup_steps=20, max_tree_depth=1, compiled=False,
                                                     progress=False, seed=0))
@@ -158,7 +158,7 @@ def test_depth_recording_does_not_change_the_draws():
     from pyro.infer import MCMC, NUTS
 
     x, y = _regression_data()
-    model = probgen.models.BayesianLinearRegression(n_features=1)
+    model = probgen.models.BayesianLinearRegression(num_features=1)
     draws = []
     for kernel_cls in (NUTS, D.DepthRecordingNUTS):
         kernel = kernel_cls(model.model, max_tree_depth=3)
@@ -172,7 +172,7 @@ def test_depth_recording_does_not_change_the_draws():
 
 # ------------------------------------------------------------------ AIS
 def test_ais_standard_error_warns_when_large():
-    model = probgen.models.RBM(n_visible=30, n_hidden=12)
+    model = probgen.models.RBM(num_visible=30, num_hidden=12)
     with torch.no_grad():
         model.W.copy_(torch.randn(model.W.shape, generator=torch.Generator().manual_seed(0)) * 1.5)
     exact = model.exact_log_partition()

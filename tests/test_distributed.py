@@ -26,9 +26,9 @@ def _data():
 
 def test_two_processes_follow_the_one_process_trajectory():
     x, y = _data()
-    single = BayesianLinearRegression(n_features=2)
+    single = BayesianLinearRegression(num_features=2)
     r1 = probgen.fit(single, (x, y), steps=12, batch_size=16, lr=0.05, seed=3, progress=False)
-    multi = BayesianLinearRegression(n_features=2)
+    multi = BayesianLinearRegression(num_features=2)
     r2 = probgen.fit(multi, (x, y), steps=12, batch_size=16, lr=0.05, seed=3, progress=False, distributed=2)
     assert r2.info["processes"] == 2 and len(r2.history) == 12
     np.testing.assert_allclose(r2.history["loss"], r1.history["loss"], rtol=1e-5, atol=1e-5)
@@ -53,7 +53,7 @@ def test_two_processes_build_networks_under_the_seed():
 
 def test_distributed_argument_errors():
     x, y = _data()
-    m = BayesianLinearRegression(n_features=2)
+    m = BayesianLinearRegression(num_features=2)
     with pytest.raises(ValueError, match="torchrun"):
         m.fit((x, y), steps=1, distributed=True)
     with pytest.raises(ValueError, match="distributed: expected"):
@@ -78,7 +78,7 @@ _SCRIPT = textwrap.dedent('''
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 2, generator=g)
     y = x @ torch.tensor([1.0, -1.0]) + 0.1 * torch.randn(64, generator=g)
-    model = BayesianLinearRegression(n_features=2)
+    model = BayesianLinearRegression(num_features=2)
     result = probgen.fit(model, (x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False, distributed=True)
     frame = pd.DataFrame({"a": range(7)})
     doubled = map_shards(lambda df: df.assign(rank=dist.get_rank(), b=df["a"] * 2), frame)
@@ -115,7 +115,7 @@ def test_under_torchrun(tmp_path):
     assert run.returncode == 0, f"torchrun failed:\n{run.stderr[-4000:]}"
     got = json.loads(out.read_text())
     x, y = _data()
-    ref = BayesianLinearRegression(n_features=2).fit((x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False)
+    ref = BayesianLinearRegression(num_features=2).fit((x, y), steps=8, batch_size=16, lr=0.05, seed=3, progress=False)
     np.testing.assert_allclose(got["loss"], ref.history["loss"], rtol=1e-5, atol=1e-5)
     assert got["bn_index_equal"] and got["bn_max_diff"] < 1e-12  # sharded Bayesian-network queries
     assert got["one"] == [1.0] and got["one_bn"] == got["one_bn_ref"]  # empty shares skipped

@@ -21,7 +21,7 @@ def _data(n=80, seed=0):
 
 def test_svi_recovers_weights_and_gives_arviz():
     x, y = _data()
-    m = BayesianLinearRegression(n_features=2)
+    m = BayesianLinearRegression(num_features=2)
     r = probgen.fit(m, (x, y), steps=600, lr=0.05, progress=False, seed=0)
     assert r.engine == "svi" and isinstance(r.history, pd.DataFrame)
     assert r.history["loss"].iloc[-50:].mean() < r.history["loss"].iloc[:50].mean()
@@ -57,7 +57,7 @@ def test_jit_svi_trains_the_module_parameters_like_plain_svi():
 
 def test_nuts_several_chains_with_sample_stats():
     x, y = _data(n=50)
-    m = BayesianLinearRegression(n_features=2)
+    m = BayesianLinearRegression(num_features=2)
     r = m.fit((x, y), inference="mcmc", num_samples=150, warmup_steps=150, num_chains=2, progress=False, seed=0)
     idata = r.to_arviz()
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 150
@@ -81,7 +81,7 @@ def test_point_estimates_have_no_posterior():
 
 def test_validation_early_stopping_restores_best(tmp_path):
     x, y = _data()
-    m = BayesianLinearRegression(n_features=2)
+    m = BayesianLinearRegression(num_features=2)
     # a tiny lr then a patience of 1 evaluation: stops early, keeps the best weights
     r = m.fit((x[:60], y[:60]), steps=400, lr=0.2, validation=(x[60:], y[60:]), patience=2, eval_every=5,
               progress=False, seed=1, checkpoint=tmp_path / "ckpt.safetensors")
@@ -99,14 +99,14 @@ def test_callbacks_can_stop_and_see_records():
         seen.append(record["loss"])
         return step == 9
 
-    r = BayesianLinearRegression(n_features=2).fit((x, y), steps=100, callbacks=[stop_at_ten], progress=False)
+    r = BayesianLinearRegression(num_features=2).fit((x, y), steps=100, callbacks=[stop_at_ten], progress=False)
     assert len(r.history) == 10 and len(seen) == 10
     assert np.allclose(r.history["loss"], seen)
 
 
 def test_epochs_and_batches():
     x, y = _data(n=50)
-    r = BayesianLinearRegression(n_features=2).fit((x, y), epochs=3, batch_size=20, progress=False, seed=0)
+    r = BayesianLinearRegression(num_features=2).fit((x, y), epochs=3, batch_size=20, progress=False, seed=0)
     assert len(r.history) == 9 and r.history["epoch"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert r.info["batch_size"] == 20
 
@@ -144,7 +144,7 @@ def test_available_lists_only_engines_a_model_satisfies():
     bn = BayesianNetwork([("a", "b")])
     assert probgen.infer.available(bn) == ["bayes", "exact", "mle"]
     assert probgen.infer.available(MarkovChain()) == ["bayes", "exact"]
-    assert probgen.infer.available(BayesianLinearRegression(n_features=1)) == ["mcmc", "svi"]
+    assert probgen.infer.available(BayesianLinearRegression(num_features=1)) == ["mcmc", "svi"]
     with pytest.raises(ValueError, match="cannot be fitted with 'svi'.*valid engines for it: bayes, exact, mle"):
         bn.fit({"a": [0, 1], "b": [1, 0]}, inference="svi")
     # a helper method named like an engine is not an engine: only @implements declares one
@@ -179,7 +179,7 @@ def test_svi_loss_checks_first_call_only_and_keeps_the_maths():
     from probgen.infer.svi import make_elbo, svi_loss
 
     x, y = _data()
-    m = BayesianLinearRegression(n_features=2)
+    m = BayesianLinearRegression(num_features=2)
     elbo = make_elbo("elbo")
     loss_fn = svi_loss(m, elbo, len(x))
     for call in range(3):
@@ -213,7 +213,7 @@ def test_svi_loss_first_call_still_validates():
 
     x, y = _data()
     for every_step, expected in ((False, [True, False, False]), (True, [True, True, True])):
-        loss_fn = svi_loss(Mismatched(n_features=2), make_elbo("elbo"), len(x), check_every_step=every_step)
+        loss_fn = svi_loss(Mismatched(num_features=2), make_elbo("elbo"), len(x), check_every_step=every_step)
         warned = []
         for _ in range(3):
             with warnings.catch_warnings(record=True) as caught:
@@ -222,7 +222,7 @@ def test_svi_loss_first_call_still_validates():
             warned.append(any("in guide but not model" in str(w.message) for w in caught))
         assert warned == expected
     with pytest.raises(ValueError, match="check_every_step"):
-        BayesianLinearRegression(n_features=2).fit((x, y), steps=2, progress=False, check_every_step="yes")
+        BayesianLinearRegression(num_features=2).fit((x, y), steps=2, progress=False, check_every_step="yes")
 
 
 def test_regression_model_log_density_matches_the_priors_and_likelihood():
@@ -230,7 +230,7 @@ def test_regression_model_log_density_matches_the_priors_and_likelihood():
     from pyro import poutine
 
     x, y = _data(n=30)
-    m = BayesianLinearRegression(n_features=2, prior_scale=2.0, noise_scale=0.5)
+    m = BayesianLinearRegression(num_features=2, prior_scale=2.0, noise_scale=0.5)
     w, b, s = torch.tensor([0.3, -1.0]), torch.tensor(0.2), torch.tensor(0.7)
     values = {"weight": w, "bias": b, "sigma": s}
     for _ in range(2):  # the second call uses the cached priors

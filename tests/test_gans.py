@@ -80,7 +80,7 @@ def test_generator_is_a_pyro_model():
 def test_every_loss_trains(loss):
     x = _two_modes(256)
     gan = GAN(data_shape=(1,), latent_dim=2, hidden=(16,), loss=loss, r1_weight=1.0 if loss == "hinge" else 0.0)
-    result = gan.fit(x, steps=10, batch_size=64, progress=False, seed=0, n_critic=2)
+    result = gan.fit(x, steps=10, batch_size=64, progress=False, seed=0, num_critic=2)
     h = result.history
     assert h["critic_loss"].notna().all() and h["generator_loss"].dropna().size == 5
     assert math.isfinite(float(h["critic_loss"].iloc[-1]))

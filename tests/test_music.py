@@ -24,16 +24,16 @@ def _tiny_rolls(n=6, frames=8, seed=0):
 def _fitted(cls):
     rolls = _tiny_rolls()
     if cls is ChordNGram:
-        m = cls(n_pitches=P, low_pitch=LOW, smoothing=0.5)
+        m = cls(num_pitches=P, low_pitch=LOW, smoothing=0.5)
         m.fit(rolls, progress=False)
     elif cls is RollNADE:
-        m = cls(n_pitches=P, low_pitch=LOW, rnn_hidden=8, nade_hidden=4)
+        m = cls(num_pitches=P, low_pitch=LOW, rnn_hidden=8, nade_hidden=4)
         m.fit(rolls, steps=20, lr=0.03, progress=False, seed=0)
     elif cls is RNNRBM:
-        m = cls(n_pitches=P, low_pitch=LOW, n_hidden=2, rnn_hidden=6, pretrain_epochs=1, gibbs_steps=5)
+        m = cls(num_pitches=P, low_pitch=LOW, num_hidden=2, rnn_hidden=6, pretrain_epochs=1, gibbs_steps=5)
         m.fit(rolls, steps=20, lr=0.03, progress=False, seed=0)
     else:
-        m = cls(n_pitches=P, low_pitch=LOW, z_dim=2, transition_hidden=4, emission_hidden=4, rnn_hidden=4)
+        m = cls(num_pitches=P, low_pitch=LOW, z_dim=2, transition_hidden=4, emission_hidden=4, rnn_hidden=4)
         m.fit(rolls, steps=10, lr=0.02, progress=False, seed=0)
     return m
 
@@ -72,7 +72,7 @@ def test_load_splits_by_piece(tmp_path, monkeypatch):
     assert set(full.names) <= set(names) and len(full.names) >= 3  # repeats dropped
     parts = [load_chorales(split=s, names=names) for s in ("train", "val", "test")]
     assert sorted(n for p in parts for n in p.names) == sorted(full.names)
-    assert all(p.low == full.low and p.n_pitches == full.n_pitches for p in parts)
+    assert all(p.low == full.low and p.num_pitches == full.num_pitches for p in parts)
     # the range is the one used: first and last columns hold notes
     frames = torch.cat(full.rolls)
     assert frames[:, 0].any() and frames[:, -1].any()
@@ -130,7 +130,7 @@ def test_dmm_bound_is_normalised(models):
 
 def test_chord_ngram_gives_unseen_chords_probability():
     rolls = [torch.tensor([[1, 0, 0], [0, 1, 0]] * 4, dtype=torch.float32)]
-    m = ChordNGram(n_pitches=3, low_pitch=60)
+    m = ChordNGram(num_pitches=3, low_pitch=60)
     m.fit(rolls, progress=False)
     unseen = torch.tensor([[1, 0, 0], [1, 1, 1]], dtype=torch.float32)
     assert torch.isfinite(m.log_prob([unseen])).all()
@@ -176,11 +176,11 @@ def test_bad_input_is_refused(models, tmp_path):
     with pytest.raises(ValueError, match="rolls"):
         m.log_prob(torch.full((3, P), 0.5))
     with pytest.raises(ValueError, match="no such file"):
-        roll_from_file(tmp_path / "missing.mid", low=LOW, n_pitches=P)
+        roll_from_file(tmp_path / "missing.mid", low=LOW, num_pitches=P)
     junk = tmp_path / "junk.mid"
     junk.write_bytes(b"this is not music at all")
     with pytest.raises(ValueError, match="not a MIDI or MusicXML"):
-        roll_from_file(junk, low=LOW, n_pitches=P)
+        roll_from_file(junk, low=LOW, num_pitches=P)
     with pytest.raises(ValueError, match="folder"):
         m.to_midi(torch.zeros(2, P), tmp_path / "no" / "x.mid")
 
@@ -191,10 +191,10 @@ def test_midi_round_trip(tmp_path):
     roll[2:6, [2, 5, 9]] = 1
     roll[3, 11] = 1
     path = write_midi(roll, tmp_path / "piece.mid", low_pitch=60)
-    back = roll_from_file(path, low=60, n_pitches=12)
+    back = roll_from_file(path, low=60, num_pitches=12)
     assert torch.equal(back, roll)
     with pytest.raises(ValueError, match="outside the range"):
-        roll_from_file(path, low=62, n_pitches=12)
+        roll_from_file(path, low=62, num_pitches=12)
 
 
 def test_midi_written_from_a_model_carries_its_provenance(tmp_path):
@@ -236,7 +236,7 @@ def test_fitted_models_beat_independent_notes_on_chorales(tmp_path, monkeypatch)
     frames = torch.cat(rolls)
     q = (frames.mean(0) * 0.98 + 0.01).double()
     independent = -float((frames * q.log() + (1 - frames) * torch.log1p(-q)).sum(-1).mean())
-    m = ChordNGram(n_pitches=data.n_pitches, low_pitch=data.low)
+    m = ChordNGram(num_pitches=data.num_pitches, low_pitch=data.low)
     m.fit(rolls, progress=False)
     assert m.nll_per_frame(rolls) < independent
     assert math.isfinite(independent)

@@ -33,7 +33,7 @@ def _jacobian(model, h=5, w=5):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_output_depends_only_on_earlier_pixels(arch):
     torch.manual_seed(0)
-    model = ARCHS[arch]((5, 5), output="categorical")
+    model = ARCHS[arch]((1, 5, 5), output="categorical")
     jac = _jacobian(model)
     assert torch.triu(jac).max() == 0, "output i must not depend on inputs >= i"
     earlier = jac[-1, :-1] > 0
@@ -61,10 +61,10 @@ def test_raster_masks():
 def test_binary_3x3_probabilities_sum_to_one(arch):
     torch.manual_seed(1)
     images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9))).reshape(512, 1, 3, 3)
-    model = ARCHS[arch]((3, 3))
+    model = ARCHS[arch]((1, 3, 3))
     total = torch.logsumexp(model.log_prob(images).double(), 0).exp()
     assert abs(float(total) - 1) < 1e-5
-    cond = ARCHS[arch]((3, 3), num_classes=3)
+    cond = ARCHS[arch]((1, 3, 3), num_classes=3)
     for label in (0, 2):
         total = torch.logsumexp(cond.log_prob(images, y=torch.full((512,), label)).double(), 0).exp()
         assert abs(float(total) - 1) < 1e-5
@@ -76,7 +76,7 @@ def test_binary_3x3_probabilities_sum_to_one(arch):
 def test_grayscale_1x2_probabilities_sum_to_one(output):
     torch.manual_seed(2)
     grid = torch.tensor(list(itertools.product(range(256), repeat=2)), dtype=torch.float32).reshape(-1, 1, 1, 2) / 255
-    model = PixelCNN((1, 2), output=output, channels=4, layers=2)
+    model = PixelCNN((1, 1, 2), output=output, channels=4, layers=2)
     assert abs(float(torch.logsumexp(model.log_prob(grid).double(), 0).exp()) - 1) < 1e-4
 
 
@@ -84,7 +84,7 @@ def test_grayscale_1x2_probabilities_sum_to_one(output):
 @pytest.mark.parametrize("output", ["bernoulli", "logistic"])
 def test_cached_sampling_equals_naive(arch, output):
     torch.manual_seed(3)
-    model = ARCHS[arch]((6, 7), output=output, num_classes=4)
+    model = ARCHS[arch]((1, 6, 7), output=output, num_classes=4)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     cached = model.sample(6, seed=11, y=y)
     naive = model.sample(6, seed=11, y=y, cached=False)
@@ -101,7 +101,7 @@ def test_cached_sampling_equals_naive(arch, output):
 
 def test_pyro_model_log_prob_is_exact_likelihood():
     torch.manual_seed(4)
-    model = PixelCNN((4, 4), channels=4, layers=2)
+    model = PixelCNN((1, 4, 4), channels=4, layers=2)
     x = (torch.rand(5, 1, 4, 4) > 0.5).float()
     trace = poutine.trace(model.model).get_trace(x)
     trace.compute_log_prob()
@@ -116,7 +116,7 @@ def test_pyro_model_log_prob_is_exact_likelihood():
 def test_fit_beats_independent_pixels_and_round_trips(tmp_path):
     x = (probgen.datasets.load("digits").x > 0.5).float()
     train, test = x[:1200], x[1200:1500]
-    model = PixelCNN((8, 8), channels=8, layers=2, first_kernel=5)
+    model = PixelCNN((1, 8, 8), channels=8, layers=2, first_kernel=5)
     result = model.fit(train, epochs=3, batch_size=50, lr=1e-2, progress=False, seed=0, validation=test)
     assert result.engine == "mle" and "val_loss" in result.history
     p = train.mean(0).clamp(1e-3, 1 - 1e-3)
@@ -130,27 +130,27 @@ def test_fit_beats_independent_pixels_and_round_trips(tmp_path):
 
 
 def test_bad_input_names_the_problem():
-    model = PixelCNN((4, 4), channels=4, layers=2)
+    model = PixelCNN((1, 4, 4), channels=4, layers=2)
     with pytest.raises(ValueError, match=r"x: expected images of shape \(n, 1, 4, 4\)"):
         model.log_prob(torch.zeros(2, 1, 5, 5))
     with pytest.raises(ValueError, match="binary"):
         model.log_prob(torch.full((2, 1, 4, 4), 0.5))
     with pytest.raises(ValueError, match="NaN"):
         model.log_prob(torch.full((2, 4, 4), float("nan")))
-    gray = PixelCNN((4, 4), output="categorical", channels=4, layers=2)
+    gray = PixelCNN((1, 4, 4), output="categorical", channels=4, layers=2)
     with pytest.raises(ValueError, match="k/255"):
         gray.log_prob(torch.full((2, 1, 4, 4), 0.1234))
     with pytest.raises(ValueError, match="k/255"):
         gray.log_prob(torch.full((2, 1, 4, 4), 2.0))
     with pytest.raises(ValueError, match="output"):
-        PixelCNN((4, 4), output="gaussian")
+        PixelCNN((1, 4, 4), output="gaussian")
     with pytest.raises(ValueError, match="layer"):
-        PixelRNN((4, 4), layer="column")
-    with pytest.raises(ValueError, match="image_shape"):
-        PixelCNN((4,))
+        PixelRNN((1, 4, 4), layer="column")
+    with pytest.raises(ValueError, match="data_shape"):
+        PixelCNN((4, 4))
     with pytest.raises(ValueError, match="first_kernel"):
-        PixelCNN((4, 4), first_kernel=4)
-    cond = PixelRNN((4, 4), hidden=4, layers=1, num_classes=3)
+        PixelCNN((1, 4, 4), first_kernel=4)
+    cond = PixelRNN((1, 4, 4), hidden=4, layers=1, num_classes=3)
     with pytest.raises(ValueError, match="needs labels"):
         cond.sample(2)
     with pytest.raises(ValueError, match=r"y: expected labels in \[0, 2\]"):
@@ -206,10 +206,10 @@ def test_diagonal_bilstm_sees_exactly_the_previous_pixels(first_kernel):
     previous = torch.tril(torch.ones(h * w, h * w, dtype=torch.bool), -1).reshape(h, w, h, w)
     for layers in (1, 2):
         torch.manual_seed(0)
-        seen = _visible(PixelRNN((h, w), layer="diagonal", hidden=4, layers=layers, first_kernel=first_kernel), h, w)
+        seen = _visible(PixelRNN((1, h, w), layer="diagonal", hidden=4, layers=layers, first_kernel=first_kernel), h, w)
         assert torch.equal(seen, previous), f"missing {(previous & ~seen).nonzero().tolist()[:5]}, extra {(seen & ~previous).nonzero().tolist()[:5]}"
     torch.manual_seed(0)
-    legacy = _visible(PixelRNN((h, w), layer="diagonal", hidden=4, layers=1, first_kernel=first_kernel,
+    legacy = _visible(PixelRNN((1, h, w), layer="diagonal", hidden=4, layers=1, first_kernel=first_kernel,
                                context="legacy"), h, w)
     assert not (legacy & ~previous).any()
     blind = (previous & ~legacy).flatten(2).any(-1)
@@ -228,10 +228,10 @@ def test_diagonal_cached_sampling_and_legacy_files(tmp_path):
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    model = PixelRNN((4, 5), layer="diagonal", hidden=6, layers=2, first_kernel=3)
+    model = PixelRNN((1, 4, 5), layer="diagonal", hidden=6, layers=2, first_kernel=3)
     assert torch.equal(model.sample(3, seed=2), model.sample(3, seed=2, cached=False))
     torch.manual_seed(0)
-    legacy = PixelRNN((4, 5), layer="diagonal", hidden=6, layers=2, first_kernel=3, context="legacy")
+    legacy = PixelRNN((1, 4, 5), layer="diagonal", hidden=6, layers=2, first_kernel=3, context="legacy")
     path = tmp_path / "old.probgen"
     probgen.save(legacy, path)
     with safe_open(str(path), "pt") as f:  # rewrite the header as probgen 0.1 wrote it

@@ -15,12 +15,12 @@ from probgen.models import RBM, RecommenderRBM
 from probgen.models.rbm.rbm import BlockGibbsKernel
 
 
-def _random_rbm(n_visible, n_hidden, visible="bernoulli", scale=0.5, seed=0, **kw):
+def _random_rbm(num_visible, num_hidden, visible="bernoulli", scale=0.5, seed=0, **kw):
     g = torch.Generator().manual_seed(seed)
-    rbm = RBM(n_visible, n_hidden, visible=visible, **kw)
+    rbm = RBM(num_visible, num_hidden, visible=visible, **kw)
     dv = rbm.W.shape[0]
-    rbm.load_state_dict({"W": scale * torch.randn(dv, n_hidden, generator=g),
-                         "b": 0.5 * torch.randn(dv, generator=g), "c": 0.5 * torch.randn(n_hidden, generator=g),
+    rbm.load_state_dict({"W": scale * torch.randn(dv, num_hidden, generator=g),
+                         "b": 0.5 * torch.randn(dv, generator=g), "c": 0.5 * torch.randn(num_hidden, generator=g),
                          "base_bias": 0.3 * torch.randn(dv, generator=g)})
     return rbm
 
@@ -47,7 +47,7 @@ def test_ais_matches_exact_log_partition_of_12_hidden_units():
 
 @pytest.mark.parametrize("visible", ["gaussian", "softmax"])
 def test_ais_matches_exact_for_other_visible_units(visible):
-    rbm = _random_rbm(5, 10, visible=visible, n_categories=3, scale=0.3)
+    rbm = _random_rbm(5, 10, visible=visible, num_categories=3, scale=0.3)
     exact = rbm.exact_log_partition()
     estimate, se = rbm.ais_log_partition(num_chains=100, num_betas=1000, seed=0)
     assert abs(estimate - exact) < 3 * se + 1e-3
@@ -60,7 +60,7 @@ def test_exact_log_prob_is_normalised_and_both_enumerations_agree():
     by_hidden = small.exact_log_partition()
     by_visible = float(torch.logsumexp(-small.free_energy(_all_binary(8)), 0))
     assert math.isclose(by_hidden, by_visible, rel_tol=1e-5)
-    soft = _random_rbm(3, 4, visible="softmax", n_categories=3)
+    soft = _random_rbm(3, 4, visible="softmax", num_categories=3)
     every = torch.tensor(list(itertools.product(range(3), repeat=3)))
     assert math.isclose(float(soft.log_prob(every).exp().sum()), 1.0, rel_tol=1e-4)
 
@@ -220,7 +220,7 @@ def test_bad_input_is_reported_clearly():
         rbm.free_energy(torch.ones(2, 5))
     with pytest.raises(ValueError, match="NaN"):
         rbm.transform(torch.tensor([[0.0, 1.0, float("nan"), 0.0]]))
-    soft = RBM(2, 3, visible="softmax", n_categories=3)
+    soft = RBM(2, 3, visible="softmax", num_categories=3)
     with pytest.raises(ValueError, match=r"\[0, 2\]"):
         soft.free_energy(torch.tensor([[0, 3]]))
     with pytest.raises(ValueError, match="method"):
@@ -255,7 +255,7 @@ def test_shared_levels_learn_each_users_rating_scale():
     global_mean = float(np.sqrt(((train["rating"].mean() - test["rating"]) ** 2).mean()))
     rmse = {}
     for shared in (False, True):
-        rec = RecommenderRBM(n_hidden=4, shared_levels=shared)
+        rec = RecommenderRBM(num_hidden=4, shared_levels=shared)
         rec.fit(train, epochs=30, batch_size=10, lr=0.05, progress=False, seed=0)
         rmse[shared] = rec.rmse(test)
     assert rmse[True] < 0.85 * global_mean and rmse[True] < rmse[False] - 0.2

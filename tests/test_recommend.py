@@ -141,7 +141,7 @@ def test_recommender_rbm_learns_tastes_and_shares_the_interface():
     df, taste = _taste_ratings()
     test = df.groupby("userId").head(2)
     train = df.drop(test.index)
-    rec = RecommenderRBM(n_hidden=8, k=1, k_max=3)
+    rec = RecommenderRBM(num_hidden=8, k=1, k_max=3)
     rec.fit(train, epochs=60, batch_size=10, lr=0.05, progress=False, seed=0)
     global_mean = float(np.sqrt(((train["rating"].mean() - test["rating"]) ** 2).mean()))
     assert rec.rmse(test) < 0.7 * global_mean
@@ -160,11 +160,11 @@ def test_conditional_rbm_uses_implicit_pairs():
     df, taste = _taste_ratings(40, 20, 12)
     hidden = df.groupby("userId").head(3)  # rated, rating unknown to the model
     train = df.drop(hidden.index)
-    rec = RecommenderRBM(n_hidden=8, conditional=True)
+    rec = RecommenderRBM(num_hidden=8, conditional=True)
     rec.fit(train, epochs=20, batch_size=10, lr=0.05, implicit=hidden[["userId", "movieId"]], progress=False, seed=0)
     assert rec.D.abs().sum() > 0 and bool(rec.rated_mask[0, hidden.movieId.iloc[0]])
     with pytest.raises(ValueError, match="conditional"):
-        RecommenderRBM(n_hidden=4).fit(train, epochs=1, implicit=hidden, progress=False)
+        RecommenderRBM(num_hidden=4).fit(train, epochs=1, implicit=hidden, progress=False)
     with pytest.raises(ValueError, match="k_max"):
         RecommenderRBM(k=3, k_max=2)
 
@@ -172,7 +172,7 @@ def test_conditional_rbm_uses_implicit_pairs():
 # ------------------------------------------------------------------ bad input and save / load
 @pytest.mark.parametrize("make", [lambda: MultVAE(latent_dim=2, hidden=(), anneal_steps=5),
                                   lambda: BayesianMF(rank=1, max_draws=5, rating_scale=(1, 5)),
-                                  lambda: RecommenderRBM(n_hidden=4)])
+                                  lambda: RecommenderRBM(num_hidden=4)])
 def test_bad_input_gets_clear_errors(make, tmp_path):
     df, _ = _taste_ratings(20, 10, 6)
     model = make()

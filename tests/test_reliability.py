@@ -77,12 +77,12 @@ def test_load_refuses_damaged_files_of_every_family(family, tmp_path):
 
 
 def test_load_names_the_tensor_and_both_shapes(tmp_path):
-    m = probgen.models.RBM(n_visible=8, n_hidden=4)
+    m = probgen.models.RBM(num_visible=8, num_hidden=4)
     raw = probgen.save(m, tmp_path / "rbm.safetensors").read_bytes()
 
     def edit(h):
         meta = h["__metadata__"]
-        meta["config"] = json.dumps(dict(json.loads(meta["config"]), n_hidden=5))
+        meta["config"] = json.dumps(dict(json.loads(meta["config"]), num_hidden=5))
         meta.pop("checksum")
 
     (tmp_path / "bad.safetensors").write_bytes(_rewrite(raw, edit))
@@ -90,7 +90,7 @@ def test_load_names_the_tensor_and_both_shapes(tmp_path):
         probgen.load(tmp_path / "bad.safetensors")
     # with the checksum in place the same edit is caught before any model is built
     (tmp_path / "bad2.safetensors").write_bytes(_rewrite(raw, lambda h: h["__metadata__"].update(
-        config=json.dumps(dict(json.loads(h["__metadata__"]["config"]), n_hidden=5)))))
+        config=json.dumps(dict(json.loads(h["__metadata__"]["config"]), num_hidden=5)))))
     with pytest.raises(ModelFileError, match="checksum"):
         probgen.load(tmp_path / "bad2.safetensors")
 

@@ -35,7 +35,7 @@ from .harness import Report
 PEERS = ("IForest", "LOF", "KNN", "OCSVM", "ECOD", "COPOD", "AutoEncoder", "DeepSVDD")
 
 
-def _pyod(name: str, n_features: int, seed: int, quick: bool):
+def _pyod(name: str, num_features: int, seed: int, quick: bool):
     from pyod.models import copod, ecod, iforest, knn, lof, ocsvm
 
     if name == "IForest":
@@ -57,7 +57,7 @@ def _pyod(name: str, n_features: int, seed: int, quick: bool):
     if name == "DeepSVDD":
         from pyod.models.deep_svdd import DeepSVDD
 
-        return DeepSVDD(n_features=n_features, epochs=2 if quick else 30, random_state=seed, verbose=0)
+        return DeepSVDD(n_features=num_features, epochs=2 if quick else 30, random_state=seed, verbose=0)
     raise KeyError(name)
 
 

@@ -57,7 +57,7 @@ def run(quick: bool = False, device: str = "cpu", seeds: int | None = None) -> R
     train, val, test = (load("chorales", split=s, progress=not quick, **options) for s in ("train", "val", "test"))
     if quick:  # 10 pieces split 80/10/10 leave one piece each for val and test
         val = val if len(val) else train
-    P, low = train.n_pitches, train.low
+    P, low = train.num_pitches, train.low
     augmented = transpose_rolls(train.rolls, range(-3, 4))  # transposition augmentation for the neural models
     seeds = (1 if quick else 2) if seeds is None else seeds
     budget = {"nade": 2 if quick else 150, "rbm": 2 if quick else 60, "dmm": 2 if quick else 60}
@@ -101,7 +101,7 @@ def run(quick: bool = False, device: str = "cpu", seeds: int | None = None) -> R
     name = "RNN-RBM (RNNRBM)"
     for seed in range(seeds):
         start = time.process_time()
-        m = RNNRBM(P, low, n_hidden=8 if quick else 14, rnn_hidden=32 if quick else 100, k=5,
+        m = RNNRBM(P, low, num_hidden=8 if quick else 14, rnn_hidden=32 if quick else 100, k=5,
                    pretrain_epochs=1 if quick else 5, gibbs_steps=20 if quick else 50)
         m.fit(augmented, steps=100_000, batch_size=8, lr=0.005, seed=seed, progress=not quick,
               callbacks=[_budget(budget["rbm"])])
@@ -167,6 +167,6 @@ def run(quick: bool = False, device: str = "cpu", seeds: int | None = None) -> R
                 "used: the same kind of measure (nats per quarter-note frame), not the same test set")
     report.note(f"budgets: RNN-NADE {budget['nade']} CPU-s, RNN-RBM {budget['rbm']} CPU-s, DMM {budget['dmm']} CPU-s "
                 f"per seed ({seeds} seed(s)); published models trained for hours (RNN-NADE with Hessian-free)")
-    report.note("RNN-RBM NLL is exact: each frame's partition function summed over its 2**n_hidden hidden states; "
+    report.note("RNN-RBM NLL is exact: each frame's partition function summed over its 2**num_hidden hidden states; "
                 "DMM's is the importance-weighted bound, an upper bound on the NLL")
     return report

@@ -106,9 +106,9 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
     # untimed warm-up of both sides on a tiny model: the process's one-off costs (torch.fx and TorchScript
     # initialisation on probgen's side, about 2 CPU seconds; Pyro's first run) are not charged to either case
     tiny = (x[:20, :1], y[:20])
-    _probgen_side(BayesianLinearRegression(n_features=1), tiny, 10, 10, 1, 0)
-    _pyro_side(BayesianLinearRegression(n_features=1), tiny, 10, 10, 1, 0)
-    _case(report, f"Bayesian linear regression, n={n}, d={d}", lambda: BayesianLinearRegression(n_features=d),
+    _probgen_side(BayesianLinearRegression(num_features=1), tiny, 10, 10, 1, 0)
+    _pyro_side(BayesianLinearRegression(num_features=1), tiny, 10, 10, 1, 0)
+    _case(report, f"Bayesian linear regression, n={n}, d={d}", lambda: BayesianLinearRegression(num_features=d),
           (x, y), num_samples, warmup, chains, repeats, rows)
     schools = (torch.tensor(_SCHOOLS_SIGMA), torch.tensor(_SCHOOLS_Y))
     _case(report, "eight schools, non-centred", EightSchools, schools, num_samples, warmup, chains, repeats, rows)

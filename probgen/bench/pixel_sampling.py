@@ -22,7 +22,7 @@ from .harness import Report
 def _models(quick: bool):
     from ..models.pixel import PixelCNN, PixelRNN
 
-    size = (8, 8) if quick else (28, 28)
+    size = (1, 8, 8) if quick else (1, 28, 28)
     return [
         ("PixelCNN (gated, 16 ch x 4 blocks)", PixelCNN(size, channels=16, layers=4)),
         ("PixelRNN Row LSTM (16 x 2 layers)", PixelRNN(size, layer="row", hidden=16, layers=2)),
@@ -37,7 +37,7 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
     for name, model in _models(quick):
         torch.manual_seed(0)  # untrained weights, fixed: sampling cost does not depend on training
         model.to(dev).eval()
-        h, w = model.image_shape
+        h, w = model.data_shape[1:]
         start = time.perf_counter()
         cached = model.sample(n, seed=0, cached=True)
         t_cached = time.perf_counter() - start

@@ -14,7 +14,7 @@ from .harness import Report, time_interleaved
 
 # scikit-learn's example settings (plot_rbm_logistic_classification): 100 hidden units,
 # learning rate 0.06, minibatches of 10, PCD with one Gibbs step, no momentum
-SETTINGS = {"n_hidden": 100, "lr": 0.06, "batch_size": 10}
+SETTINGS = {"num_hidden": 100, "lr": 0.06, "batch_size": 10}
 
 
 def _digits():
@@ -41,12 +41,12 @@ def _digits_cases(report: Report, quick: bool) -> None:
     epochs, repeats = (2, 1) if quick else (10, 5)
 
     def fit_ours():
-        model = RBM(n_visible=64, n_hidden=SETTINGS["n_hidden"], method="pcd", k=1, momentum=0.0)
+        model = RBM(num_visible=64, num_hidden=SETTINGS["num_hidden"], method="pcd", k=1, momentum=0.0)
         model.fit(x, epochs=epochs, batch_size=SETTINGS["batch_size"], lr=SETTINGS["lr"], progress=False, seed=0)
         return model
 
     def fit_sklearn():
-        model = BernoulliRBM(n_components=SETTINGS["n_hidden"], learning_rate=SETTINGS["lr"],
+        model = BernoulliRBM(n_components=SETTINGS["num_hidden"], learning_rate=SETTINGS["lr"],
                              batch_size=SETTINGS["batch_size"], n_iter=epochs, random_state=0)
         return model.fit(x_np)
 
@@ -63,7 +63,7 @@ def _digits_cases(report: Report, quick: bool) -> None:
                baseline_name="sklearn BernoulliRBM", unit="ms", goal="<= 1x")
 
     # the same AIS estimator for both sets of weights (sklearn has no likelihood of its own)
-    their = RBM(n_visible=64, n_hidden=SETTINGS["n_hidden"])
+    their = RBM(num_visible=64, num_hidden=SETTINGS["num_hidden"])
     their.load_state_dict({"W": torch.tensor(sk.components_.T, dtype=torch.float32),
                            "b": torch.tensor(sk.intercept_visible_, dtype=torch.float32),
                            "c": torch.tensor(sk.intercept_hidden_, dtype=torch.float32),
@@ -109,7 +109,7 @@ def likelihood_rows(quick: bool = False) -> list[dict]:
     x = load("mnist5k_binary", split="train").flat()
     xt = load("mnist5k_binary", split="test").flat()
     hidden, epochs, k = (50, 2, 1) if quick else (500, 40, 1)
-    rbm = RBM(n_visible=784, n_hidden=hidden, method="pcd", k=k, momentum=0.9, weight_decay=1e-4)
+    rbm = RBM(num_visible=784, num_hidden=hidden, method="pcd", k=k, momentum=0.9, weight_decay=1e-4)
     start = time.perf_counter()
     rbm.fit(x, epochs=epochs, batch_size=20, lr=0.01, progress=False, seed=0)
     train_s = time.perf_counter() - start

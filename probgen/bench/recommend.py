@@ -216,13 +216,13 @@ def _grids(quick: bool) -> dict[str, list[dict]]:
                 "MultDAE": [dict(latent_dim=16, hidden=(), threshold=None, epochs=5)],
                 "BPMF-gibbs": [dict(rank=4, sweeps=20)],
                 "BPMF-svi": [dict(rank=4, epochs=3)],
-                "RBM": [dict(n_hidden=20, weight_decay=0.01, shared_levels=True, epochs=3)]}
+                "RBM": [dict(num_hidden=20, weight_decay=0.01, shared_levels=True, epochs=3)]}
     mult = [dict(latent_dim=128, hidden=(), threshold=4.0, encode_all=e, weight_decay=1e-5, epochs=30)
             for e in (False, True)]
     return {"MultVAE": mult, "MultDAE": mult,
             "BPMF-gibbs": [dict(rank=r, sweeps=400) for r in (10, 20)],
             "BPMF-svi": [dict(rank=10, epochs=20)],
-            "RBM": [dict(n_hidden=100, weight_decay=0.01, shared_levels=True, k_max=km, epochs=20) for km in (1, 3)]}
+            "RBM": [dict(num_hidden=100, weight_decay=0.01, shared_levels=True, k_max=km, epochs=20) for km in (1, 3)]}
 
 
 def run(quick: bool = False, device: str = "cpu", seeds: int | None = None) -> Report:

@@ -52,7 +52,7 @@ def _regression_case(report: Report, quick: bool, device: torch.device) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g).to(device)
     y = x @ torch.randn(d, generator=g).to(device) + 0.3 * torch.randn(n, generator=g).to(device)
-    model = BayesianLinearRegression(n_features=d).to(device)
+    model = BayesianLinearRegression(num_features=d).to(device)
     elbo = make_elbo("elbo")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
 

@@ -68,7 +68,7 @@ def save(model: Model, path: str | os.PathLike, card: bool | str = False) -> Pat
 
     Example:
         >>> import probgen, tempfile, os
-        >>> m = probgen.models.BayesianLinearRegression(n_features=2)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=2)
         >>> p = probgen.save(m, os.path.join(tempfile.mkdtemp(), "m.safetensors"))
         >>> type(probgen.load(p)).__name__
         'BayesianLinearRegression'
@@ -135,7 +135,7 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> M
 
     Example:
         >>> import probgen, tempfile, os
-        >>> m = probgen.models.BayesianLinearRegression(n_features=2)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=2)
         >>> p = probgen.save(m, os.path.join(tempfile.mkdtemp(), "m.safetensors"))
         >>> raw = open(p, "rb").read()
         >>> _ = open(p, "wb").write(raw[:-10])   # cut short

@@ -54,7 +54,7 @@ class Chorales:
 
     Example:
         >>> c = Chorales([torch.zeros(3, 4)], ["x"], low=60, keys=[(0, "major")])
-        >>> len(c), c.n_pitches, c.frames
+        >>> len(c), c.num_pitches, c.frames
         (1, 4, 3)
     """
 
@@ -68,7 +68,7 @@ class Chorales:
     width: int | None = None  # pitches per frame (kept for an empty split)
 
     @property
-    def n_pitches(self) -> int:
+    def num_pitches(self) -> int:
         if self.width is not None:
             return int(self.width)
         return int(self.rolls[0].shape[1]) if self.rolls else 0
@@ -76,7 +76,7 @@ class Chorales:
     @property
     def pitches(self) -> list[int]:
         """The MIDI pitch of each column."""
-        return list(range(self.low, self.low + self.n_pitches))
+        return list(range(self.low, self.low + self.num_pitches))
 
     @property
     def frames(self) -> int:
@@ -94,7 +94,7 @@ class Chorales:
 
     def __repr__(self) -> str:
         return (f"Chorales(split={self.split!r}, pieces={len(self)}, frames={self.frames}, "
-                f"pitches={self.low}..{self.low + self.n_pitches - 1}, resolution={self.resolution!r})")
+                f"pitches={self.low}..{self.low + self.num_pitches - 1}, resolution={self.resolution!r})")
 
 
 # ------------------------------------------------------------------ parsing
@@ -296,14 +296,14 @@ def load_chorales(split: str | None = None, seed: int = 0, resolution: str = "qu
 
 
 # ------------------------------------------------------------------ user files
-def roll_from_file(path: str | os.PathLike, low: int, n_pitches: int, resolution: str = "quarter") -> torch.Tensor:
-    """A MIDI or MusicXML file as a ``(frames, n_pitches)`` roll (column j = MIDI pitch ``low + j``).
+def roll_from_file(path: str | os.PathLike, low: int, num_pitches: int, resolution: str = "quarter") -> torch.Tensor:
+    """A MIDI or MusicXML file as a ``(frames, num_pitches)`` roll (column j = MIDI pitch ``low + j``).
 
     Raises ``ValueError`` when the path does not exist, is not music music21 can read, or
     holds pitches outside the range.
 
     Example:
-        >>> roll_from_file("no/such/file.mid", low=36, n_pitches=48)
+        >>> roll_from_file("no/such/file.mid", low=36, num_pitches=48)
         Traceback (most recent call last):
         ...
         ValueError: path: no such file 'no/such/file.mid'
@@ -329,7 +329,7 @@ def roll_from_file(path: str | os.PathLike, low: int, n_pitches: int, resolution
     sounding = np.nonzero(roll.any(1))[0]
     roll = roll[:int(sounding.max()) + 1]  # MIDI files end on a full bar: drop the trailing silence
     used = np.nonzero(roll.any(0))[0]
-    if used.min() < low or used.max() >= low + n_pitches:
+    if used.min() < low or used.max() >= low + num_pitches:
         raise ValueError(f"path: {str(path)!r} has MIDI pitches {int(used.min())}..{int(used.max())}, outside the "
-                         f"range {low}..{low + n_pitches - 1}")
-    return torch.from_numpy(np.ascontiguousarray(roll[:, low:low + n_pitches])).float()
+                         f"range {low}..{low + num_pitches - 1}")
+    return torch.from_numpy(np.ascontiguousarray(roll[:, low:low + num_pitches])).float()

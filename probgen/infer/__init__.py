@@ -80,7 +80,7 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
 
     Example:
         >>> import probgen, torch
-        >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=1)
         >>> x = torch.linspace(-1, 1, 20)[:, None]
         >>> r = probgen.fit(m, (x, 2 * x[:, 0]), steps=5, progress=False, seed=0)
         >>> r.engine

@@ -23,11 +23,11 @@ _REQUIRED = ("critic_loss", "generator_loss", "critic_parameters", "generator_pa
 
 
 def fit_adversarial(model: Model, data: Any, **options: Any):
-    """Extra options: ``n_critic`` (critic steps per generator step), ``critic_lr``, ``betas``."""
+    """Extra options: ``num_critic`` (critic steps per generator step), ``critic_lr``, ``betas``."""
     missing = [name for name in _REQUIRED if not hasattr(model, name)]
     if missing:
         raise ValueError(f"inference: {type(model).__name__} cannot be trained adversarially (it lacks {missing})")
-    opts = parse_options("adversarial", options, extra={"n_critic": 1, "critic_lr": None, "betas": (0.5, 0.999)},
+    opts = parse_options("adversarial", options, extra={"num_critic": 1, "critic_lr": None, "betas": (0.5, 0.999)},
                          defaults={"lr": 2e-4})
     tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
     val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
@@ -43,7 +43,7 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
     if opts.distributed:
         synchronize_gradients(opt_g)
         synchronize_gradients(opt_c)
-    n_critic = int(opts.extra["n_critic"])
+    num_critic = int(opts.extra["num_critic"])
     pending: list = []
 
     def step_fn(batch, step):
@@ -53,7 +53,7 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
         critic.backward()
         opt_c.step()
         record = {"critic_loss": float(critic.detach())}
-        if len(pending) >= n_critic:
+        if len(pending) >= num_critic:
             pending.clear()
             opt_g.zero_grad(set_to_none=True)
             gen = model.generator_loss(*batch)

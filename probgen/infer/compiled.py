@@ -29,7 +29,7 @@ Example:
     >>> import torch, probgen
     >>> from probgen.infer.compiled import CompiledELBO
     >>> x = torch.randn(100, 2); y = x @ torch.tensor([1.0, -1.0])
-    >>> m = probgen.models.BayesianLinearRegression(n_features=2)
+    >>> m = probgen.models.BayesianLinearRegression(num_features=2)
     >>> loss_fn = CompiledELBO(m, num_data=100)
     >>> loss = loss_fn((x, y)); loss.backward()
     >>> loss_fn.is_compiled
@@ -509,7 +509,7 @@ class CompiledELBO:
         >>> import torch, probgen
         >>> from probgen.infer.compiled import CompiledELBO
         >>> x = torch.randn(50, 1); y = 2 * x[:, 0]
-        >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=1)
         >>> f = CompiledELBO(m, num_data=50)
         >>> _ = torch.manual_seed(0); a = f((x, y))
         >>> from probgen.infer.svi import make_elbo
@@ -613,7 +613,7 @@ def check_static(model, *args, loss: str = "elbo", num_data: int | None = None) 
 
     Example:
         >>> import torch, probgen
-        >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=1)
         >>> check_static(m, torch.randn(5, 1), torch.randn(5))
     """
     CompiledELBO(model, loss=loss, num_data=num_data, strict=True)(args)
@@ -632,7 +632,7 @@ class CompiledPotential:
     Example:
         >>> import torch, probgen
         >>> from probgen.infer.compiled import CompiledPotential
-        >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=1)
         >>> x = torch.randn(20, 1); y = x[:, 0]
         >>> pot = CompiledPotential(m, (x, y), seed=0)
         >>> sorted(pot.initial_params)

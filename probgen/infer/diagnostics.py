@@ -295,7 +295,7 @@ def diagnose(result: Any) -> pd.DataFrame:
         >>> import torch, probgen
         >>> from probgen.infer.diagnostics import diagnose
         >>> x = torch.linspace(-1, 1, 50)[:, None]
-        >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=1)
         >>> r = m.fit((x, 3 * x[:, 0]), steps=300, lr=0.05, progress=False, seed=0)
         >>> list(diagnose(r).columns)
         ['check', 'value', 'threshold', 'ok', 'what_to_do']

@@ -484,7 +484,7 @@ def fit_adversarial_private(model: Any, tensors: tuple, val: tuple | None, opts:
     _alias_grad_samplers(critic_modules)
     gsm = GradSampleModule(critic_modules, loss_reduction="sum", strict=False)
     opt_c = dp.optimizer(base_c, expected=batch_size, reduction="mean")
-    n_critic = int(opts.extra["n_critic"])
+    num_critic = int(opts.extra["num_critic"])
     counter = {"critic": 0}
 
     def step_fn(batch, step):
@@ -509,7 +509,7 @@ def fit_adversarial_private(model: Any, tensors: tuple, val: tuple | None, opts:
         opt_c.step()
         dp.account()
         counter["critic"] += 1
-        if counter["critic"] % n_critic == 0:
+        if counter["critic"] % num_critic == 0:
             gsm.disable_hooks()
             try:
                 opt_g.zero_grad(set_to_none=True)

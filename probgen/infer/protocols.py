@@ -6,7 +6,7 @@ protocol itself: a member that is only ``probgen.Model``'s placeholder (``model`
 
 Example:
     >>> import probgen
-    >>> satisfies(probgen.models.BayesianLinearRegression(n_features=1), VariationalModel)
+    >>> satisfies(probgen.models.BayesianLinearRegression(num_features=1), VariationalModel)
     True
     >>> satisfies(probgen.models.MarkovChain(), VariationalModel)
     False

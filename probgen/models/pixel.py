@@ -52,7 +52,7 @@ class PixelDistribution(TorchDistribution):
     def __init__(self, pixel_model: "_PixelModel", n: int, y: torch.Tensor | None = None, validate_args=None):
         self.pixel_model = pixel_model
         self.y = y
-        super().__init__(torch.Size([n]), torch.Size((1, *pixel_model.image_shape)), validate_args=False)
+        super().__init__(torch.Size([n]), torch.Size((1, *pixel_model.data_shape[1:])), validate_args=False)
 
     @constraints.dependent_property
     def support(self):
@@ -71,8 +71,8 @@ class PixelDistribution(TorchDistribution):
         if len(sample_shape):
             raise NotImplementedError("PixelDistribution.sample: use a pyro.plate for more images")
         n = self.batch_shape[0]
-        x = torch.zeros(n, 1, *self.pixel_model.image_shape, device=self.pixel_model.device)
-        observed = torch.zeros(n, *self.pixel_model.image_shape, dtype=torch.bool, device=x.device)
+        x = torch.zeros(n, 1, *self.pixel_model.data_shape[1:], device=self.pixel_model.device)
+        observed = torch.zeros(n, *self.pixel_model.data_shape[1:], dtype=torch.bool, device=x.device)
         return self.pixel_model._fill(x, observed, self.y, cached=True, progress=False)
 
 
@@ -82,12 +82,20 @@ class _PixelModel(Model):
     default_inference = "mle"
     log_prob_kind = "exact"
 
-    def _setup(self, image_shape: Sequence[int], output: str, num_classes: int | None, mixtures: int) -> None:
-        shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
-        bad = shape is None or len(shape) != 2
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Files saved before the naming pass give ``image_shape=(height, width)``."""
+        config = super().upgrade_config(config)
+        if "image_shape" in config and "data_shape" not in config:
+            config["data_shape"] = [1, *config.pop("image_shape")]
+        return config
+
+    def _setup(self, data_shape: Sequence[int], output: str, num_classes: int | None, mixtures: int) -> None:
+        shape = tuple(data_shape) if isinstance(data_shape, (tuple, list)) else None
+        bad = shape is None or len(shape) != 3 or shape[0] != 1
         if bad or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-            raise ValueError(f"image_shape: expected (height, width) of positive ints, got {image_shape!r}")
-        self.image_shape = shape
+            raise ValueError(f"data_shape: expected (1, height, width) of positive ints (one channel), got {data_shape!r}")
+        self.data_shape = shape
         self.output = check_choice("output", output, _OUTPUTS)
         check_positive("mixtures", mixtures, integer=True)
         self.mixtures = int(mixtures)
@@ -112,7 +120,7 @@ class _PixelModel(Model):
 
     # ------------------------------------------------------------------ data
     def _check_images(self, x: Any, name: str = "x") -> torch.Tensor:
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         t = as_tensor(x, name, ndim=(3, 4), device=self.device)
         if t.dim() == 3:
             t = t[:, None]
@@ -207,7 +215,7 @@ class _PixelModel(Model):
 
     def bits_per_dim(self, x: Any, y: Any = None) -> torch.Tensor:
         """Negative log-likelihood in bits per pixel of each image."""
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         return -self.log_prob(x, y) / (h * w * math.log(2.0))
 
     def score(self, x: Any, y: Any = None) -> torch.Tensor:
@@ -224,7 +232,7 @@ class _PixelModel(Model):
     # ------------------------------------------------------------- sampling
     def _sample(self, n: int, y: Any = None, cached: bool = True, progress: bool = False) -> torch.Tensor:
         y = self._labels(y, n)
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         x = torch.zeros(n, 1, h, w, device=self.device)
         observed = torch.zeros(n, h, w, dtype=torch.bool, device=self.device)
         return self._fill(x, observed, y, cached=cached, progress=progress)
@@ -248,7 +256,7 @@ class _PixelModel(Model):
         from ..core.random import seeded
 
         x, y = self._split(x, y)
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         m = torch.as_tensor(mask, device=self.device)
         if m.dtype != torch.bool:
             raise ValueError(f"mask: expected a boolean tensor (True = observed), got dtype {m.dtype}")
@@ -274,7 +282,7 @@ class _PixelModel(Model):
               progress: bool) -> torch.Tensor:
         # The uniforms are drawn up front so that the cached and the naive sampler make
         # the same draws: given the same seed they return the same images.
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         u = torch.rand(len(x), h, w, device=x.device)
         was_training = self.training
         self.eval()
@@ -288,7 +296,7 @@ class _PixelModel(Model):
 
     def _fill_naive(self, x, observed, u, y, progress):
         """Re-run the whole network for every pixel (the baseline of the cached sampler)."""
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         for p in progress_bar(range(h * w), enabled=progress, desc=f"{type(self).__name__} naive sampling"):
             i, j = divmod(p, w)
             out = self(x, y)[:, :, i, j]
@@ -296,7 +304,7 @@ class _PixelModel(Model):
         return x
 
     def _fill_cached(self, x, observed, u, y, progress):
-        h, w = self.image_shape
+        h, w = self.data_shape[1:]
         cache = self._cache_init(x, y)
         for p in progress_bar(range(h * w), enabled=progress, desc=f"{type(self).__name__} sampling"):
             i, j = divmod(p, w)
@@ -372,7 +380,7 @@ class PixelCNN(_PixelModel):
     returns the same images for the same seed).
 
     Arguments:
-        image_shape: (height, width).
+        data_shape: (1, height, width): one channel.
         output: ``"bernoulli"`` (binary pixels), ``"categorical"`` (256-way softmax) or
             ``"logistic"`` (discretized mixture of logistics), the last two for k/255 grayscale.
         channels: feature channels of each stack.
@@ -384,7 +392,7 @@ class PixelCNN(_PixelModel):
     Example:
         >>> import torch, probgen
         >>> x = (torch.rand(32, 1, 5, 5) > 0.5).float()
-        >>> m = probgen.models.PixelCNN(image_shape=(5, 5), channels=8, layers=2)
+        >>> m = probgen.models.PixelCNN(data_shape=(1, 5, 5), channels=8, layers=2)
         >>> _ = m.fit(x, steps=2, progress=False, seed=0)
         >>> m.sample(3, seed=0).shape
         torch.Size([3, 1, 5, 5])
@@ -392,11 +400,11 @@ class PixelCNN(_PixelModel):
 
     family = "pixel_cnn"
 
-    def __init__(self, image_shape: Sequence[int] = (28, 28), output: str = "bernoulli", channels: int = 32,
+    def __init__(self, data_shape: Sequence[int] = (1, 28, 28), output: str = "bernoulli", channels: int = 32,
                  layers: int = 5, kernel_size: int = 3, first_kernel: int = 7, num_classes: int | None = None,
                  mixtures: int = 5):
         super().__init__()
-        self._setup(image_shape, output, num_classes, mixtures)
+        self._setup(data_shape, output, num_classes, mixtures)
         check_positive("channels", channels, integer=True)
         check_positive("layers", layers, integer=True)
         for name, k in (("kernel_size", kernel_size), ("first_kernel", first_kernel)):
@@ -419,7 +427,7 @@ class PixelCNN(_PixelModel):
     # stack is computed once on a (k x W) strip; per pixel, only the 1 x k horizontal
     # windows are evaluated. A hand-written loop because the cache layout is the point.
     def _cache_init(self, x, y):
-        n, (h, w) = len(x), self.image_shape
+        n, (h, w) = len(x), self.data_shape[1:]
         cache = {"v": [], "h": [], "link": [None] * len(self.blocks), "y": y,
                  "bias": [b.class_bias(y) for b in self.blocks]}
         for b in self.blocks:
@@ -434,7 +442,7 @@ class PixelCNN(_PixelModel):
         return cache
 
     def _cache_row(self, cache, i):
-        w = self.image_shape[1]
+        w = self.data_shape[1:][1]
         for l, b in enumerate(self.blocks):
             pv = b.vconv.padding[0]
             strip = cache["v"][l][:, :, i:i + 2 * pv + 1]
@@ -475,13 +483,13 @@ class PixelCNN(_PixelModel):
 
     @classmethod
     def _tiny(cls) -> "PixelCNN":
-        return cls(image_shape=(8, 8), channels=8, layers=2, first_kernel=5)
+        return cls(data_shape=(1, 8, 8), channels=8, layers=2, first_kernel=5)
 
-    _tour_model_code = "probgen.models.PixelCNN(image_shape=(8, 8), channels=24, layers=3, first_kernel=5)"
+    _tour_model_code = "probgen.models.PixelCNN(data_shape=(1, 8, 8), channels=24, layers=3, first_kernel=5)"
 
     @classmethod
     def _tour_model(cls) -> "PixelCNN":
-        return cls(image_shape=(8, 8), channels=24, layers=3, first_kernel=5)
+        return cls(data_shape=(1, 8, 8), channels=24, layers=3, first_kernel=5)
 
 
 class PixelRNN(_PixelModel):
@@ -495,7 +503,7 @@ class PixelRNN(_PixelModel):
     ``cached=False`` re-runs the whole network per pixel and returns the same images.
 
     Arguments:
-        image_shape: (height, width).
+        data_shape: (1, height, width): one channel.
         output: ``"bernoulli"``, ``"categorical"`` or ``"logistic"`` (see ``PixelCNN``).
         layer: ``"row"`` or ``"diagonal"``.
         hidden: LSTM state channels (also the residual stream width).
@@ -510,7 +518,7 @@ class PixelRNN(_PixelModel):
     Example:
         >>> import torch, probgen
         >>> x = (torch.rand(32, 1, 5, 5) > 0.5).float()
-        >>> m = probgen.models.PixelRNN(image_shape=(5, 5), layer="row", hidden=8, layers=1)
+        >>> m = probgen.models.PixelRNN(data_shape=(1, 5, 5), layer="row", hidden=8, layers=1)
         >>> _ = m.fit(x, steps=2, progress=False, seed=0)
         >>> bool(torch.isfinite(m.log_prob(x)).all())
         True
@@ -518,11 +526,11 @@ class PixelRNN(_PixelModel):
 
     family = "pixel_rnn"
 
-    def __init__(self, image_shape: Sequence[int] = (28, 28), output: str = "bernoulli", layer: str = "diagonal",
+    def __init__(self, data_shape: Sequence[int] = (1, 28, 28), output: str = "bernoulli", layer: str = "diagonal",
                  hidden: int = 16, layers: int = 2, first_kernel: int = 7, kernel_size: int = 3,
                  num_classes: int | None = None, mixtures: int = 5, context: str = "full"):
         super().__init__()
-        self._setup(image_shape, output, num_classes, mixtures)
+        self._setup(data_shape, output, num_classes, mixtures)
         self.layer = check_choice("layer", layer, ("row", "diagonal"))
         self.context = check_choice("context", context, ("full", "legacy"))
         pixel_channels = 1 if layer == "diagonal" and context == "full" else 0
@@ -564,7 +572,7 @@ class PixelRNN(_PixelModel):
     # Cached sampling: LSTM states of finished pixels are kept; a new pixel costs one
     # input window of the first convolution and one LSTM cell update per layer.
     def _cache_init(self, x, y):
-        n, (h, w), c = len(x), self.image_shape, self.hidden
+        n, (h, w), c = len(x), self.data_shape[1:], self.hidden
         p = self.input_conv.padding[0]
         xin = x.new_zeros(n, 1, h + 2 * p, w + 2 * p)
         xin[:, :, p:p + h, p:p + w] = 2 * x - 1
@@ -591,7 +599,7 @@ class PixelRNN(_PixelModel):
 
     def _reverse_row(self, lstm, st, r, cache):
         """The right-to-left diagonal LSTM over the finished row r (its states feed row r + 1)."""
-        w, direction = self.image_shape[1], lstm.backward_lstm
+        w, direction = self.data_shape[1:][1], lstm.backward_lstm
         inp = F.conv2d(st["f"][:, :, r:r + 1], direction.input_to_state.weight, direction.input_to_state.bias)[:, :, 0]
         if lstm.pixel_to_state is not None:  # the finished row's pixels (2x - 1), as in forward
             p = self.input_conv.padding[0]
@@ -637,10 +645,10 @@ class PixelRNN(_PixelModel):
 
     @classmethod
     def _tiny(cls) -> "PixelRNN":
-        return cls(image_shape=(8, 8), layer="row", hidden=8, layers=1, first_kernel=5)
+        return cls(data_shape=(1, 8, 8), layer="row", hidden=8, layers=1, first_kernel=5)
 
-    _tour_model_code = "probgen.models.PixelRNN(image_shape=(8, 8), layer='row', hidden=24, layers=1, first_kernel=5)"
+    _tour_model_code = "probgen.models.PixelRNN(data_shape=(1, 8, 8), layer='row', hidden=24, layers=1, first_kernel=5)"
 
     @classmethod
     def _tour_model(cls) -> "PixelRNN":
-        return cls(image_shape=(8, 8), layer="row", hidden=24, layers=1, first_kernel=5)
+        return cls(data_shape=(1, 8, 8), layer="row", hidden=24, layers=1, first_kernel=5)

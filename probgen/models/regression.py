@@ -28,38 +28,39 @@ class BayesianLinearRegression(Model, PyroModule):
     Monte Carlo estimate over posterior draws.
 
     Arguments:
-        n_features: number of columns of x.
+        num_features: number of columns of x.
         prior_scale: standard deviation of the normal priors on w and b.
         noise_scale: scale of the half-normal prior on σ.
 
     Example:
         >>> import torch, probgen
         >>> x = torch.linspace(-1, 1, 50)[:, None]
-        >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> m = probgen.models.BayesianLinearRegression(num_features=1)
         >>> _ = m.fit((x, 3 * x[:, 0]), steps=300, lr=0.05, progress=False, seed=0)
         >>> round(float(m.guide_loc_weight[0]), 0)
         3.0
     """
 
     family = "linear_regression"
+    renamed_config_keys = {"n_features": "num_features"}
     default_inference = "svi"
     log_prob_kind = "estimate"
 
-    def __init__(self, n_features: int, prior_scale: float = 1.0, noise_scale: float = 1.0):
-        check_positive("n_features", n_features, integer=True)
+    def __init__(self, num_features: int, prior_scale: float = 1.0, noise_scale: float = 1.0):
+        check_positive("num_features", num_features, integer=True)
         check_positive("prior_scale", prior_scale)
         check_positive("noise_scale", noise_scale)
         super().__init__()
-        self.n_features = int(n_features)
+        self.num_features = int(num_features)
         self.prior_scale = float(prior_scale)
         self.noise_scale = float(noise_scale)
-        self.guide_loc_weight = PyroParam(torch.zeros(n_features))
-        self.guide_scale_weight = PyroParam(torch.full((n_features,), 0.1), constraint=constraints.positive)
+        self.guide_loc_weight = PyroParam(torch.zeros(num_features))
+        self.guide_scale_weight = PyroParam(torch.full((num_features,), 0.1), constraint=constraints.positive)
         self.guide_loc_bias = PyroParam(torch.zeros(()))
         self.guide_scale_bias = PyroParam(torch.tensor(0.1), constraint=constraints.positive)
         self.guide_loc_log_sigma = PyroParam(torch.tensor(math.log(noise_scale) - 1.0))
         self.guide_scale_log_sigma = PyroParam(torch.tensor(0.1), constraint=constraints.positive)
-        self._set_draws(torch.zeros(0, n_features), torch.zeros(0), torch.zeros(0))
+        self._set_draws(torch.zeros(0, num_features), torch.zeros(0), torch.zeros(0))
 
     # ------------------------------------------------------------ Pyro programs
     def _priors(self, device: torch.device) -> tuple[dist.Distribution, dist.Distribution, dist.Distribution]:
@@ -70,10 +71,10 @@ class BayesianLinearRegression(Model, PyroModule):
         of the reference regression (``probgen bench svi``). Pyro's handlers replace a site's
         distribution (``expand``, ``mask``) rather than modify it, so sharing one is safe.
         """
-        key = (device, torch.get_default_dtype(), self.n_features, self.prior_scale, self.noise_scale)
+        key = (device, torch.get_default_dtype(), self.num_features, self.prior_scale, self.noise_scale)
         cache = self.__dict__.setdefault("_prior_cache", {})
         if key not in cache:
-            zeros = torch.zeros(self.n_features, device=device)
+            zeros = torch.zeros(self.num_features, device=device)
             zero = torch.zeros((), device=device)
             cache[key] = (dist.Normal(zeros, zeros + self.prior_scale).to_event(1),
                           dist.Normal(zero, zero + self.prior_scale),
@@ -97,8 +98,8 @@ class BayesianLinearRegression(Model, PyroModule):
     def prepare_data(self, data: Any, name: str = "data", *, allow_empty: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
-            raise ValueError(f"{name}: expected a pair (x, y) with x of shape (n, {self.n_features}) and y of shape (n,)")
-        x = as_tensor(data[0], f"{name}[0] (x)", ndim=2, shape=(self.n_features,))
+            raise ValueError(f"{name}: expected a pair (x, y) with x of shape (n, {self.num_features}) and y of shape (n,)")
+        x = as_tensor(data[0], f"{name}[0] (x)", ndim=2, shape=(self.num_features,))
         y = as_tensor(data[1], f"{name}[1] (y)", ndim=1)
         if len(x) != len(y):
             raise ValueError(f"{name}: x and y need the same number of rows, got {len(x)} and {len(y)}")
@@ -108,7 +109,7 @@ class BayesianLinearRegression(Model, PyroModule):
 
     # -------------------------------------------------------------- posterior
     def _set_draws(self, weight: torch.Tensor, bias: torch.Tensor, sigma: torch.Tensor) -> None:
-        self.register_buffer("posterior_weight", weight.reshape(-1, self.n_features).clone())
+        self.register_buffer("posterior_weight", weight.reshape(-1, self.num_features).clone())
         self.register_buffer("posterior_bias", bias.reshape(-1).clone())
         self.register_buffer("posterior_sigma", sigma.reshape(-1).clone())
 
@@ -121,7 +122,7 @@ class BayesianLinearRegression(Model, PyroModule):
 
     def set_state_json(self, state: dict) -> None:
         k = int(state.get("num_draws", 0))
-        self._set_draws(torch.zeros(k, self.n_features), torch.zeros(k), torch.zeros(k))
+        self._set_draws(torch.zeros(k, self.num_features), torch.zeros(k), torch.zeros(k))
 
     def posterior_draws(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``n`` draws of (w, b, σ): from the MCMC draws when there are any, else the guide."""
@@ -136,8 +137,8 @@ class BayesianLinearRegression(Model, PyroModule):
     # ---------------------------------------------------------------- queries
     def _sample(self, n: int, x: Any = None) -> torch.Tensor:
         if x is None:
-            raise ValueError(f"x: sample needs covariates, e.g. sample(n, x=X) with X of shape (m, {self.n_features})")
-        x = as_tensor(x, "x", ndim=2, shape=(self.n_features,), device=self.device)
+            raise ValueError(f"x: sample needs covariates, e.g. sample(n, x=X) with X of shape (m, {self.num_features})")
+        x = as_tensor(x, "x", ndim=2, shape=(self.num_features,), device=self.device)
         w, b, s = self.posterior_draws(n)
         mean = w @ x.T + b[:, None]
         return mean + s[:, None] * torch.randn_like(mean)
@@ -154,7 +155,7 @@ class BayesianLinearRegression(Model, PyroModule):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(40, 2, generator=g)
         y = x @ torch.tensor([1.0, -2.0]) + 0.5 + 0.1 * torch.randn(40, generator=g)
-        return ContractCase(cls(n_features=2), (x, y), {"steps": 30, "lr": 0.05},
+        return ContractCase(cls(num_features=2), (x, y), {"steps": 30, "lr": 0.05},
                             sample_kwargs={"x": x[:3]}, log_prob_data=(x[:5], y[:5]))
 
     @classmethod
@@ -172,7 +173,7 @@ class BayesianLinearRegression(Model, PyroModule):
             g = torch.Generator().manual_seed(0)
             x = torch.linspace(-2, 2, 80)[:, None]
             y = 1.5 * x[:, 0] - 0.3 + 0.4 * torch.randn(80, generator=g)  # true slope 1.5
-            model = probgen.models.BayesianLinearRegression(n_features=1)
+            model = probgen.models.BayesianLinearRegression(num_features=1)
             model.fit((x, y), steps=steps, lr=0.05, seed=0, progress=False)
             grid = torch.linspace(-2.5, 2.5, 60)[:, None]
             draws = model.sample(300, seed=0, x=grid)  # posterior predictive

@@ -12,7 +12,7 @@ Reference: Mitchell et al. 2019, Model cards for model reporting.
 
 Example:
     >>> import torch, probgen
-    >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+    >>> m = probgen.models.BayesianLinearRegression(num_features=1)
     >>> x = torch.linspace(-1, 1, 20)[:, None]
     >>> r = m.fit((x, 2 * x[:, 0]), steps=5, progress=False, seed=0)
     >>> card = probgen.model_card(m, r, data="line y = 2x", intended_use="a doctest")

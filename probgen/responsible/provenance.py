@@ -20,7 +20,7 @@ easily stripped (re-encoding an image drops text chunks); for images large enoug
 
 Example:
     >>> import os, tempfile, torch, probgen
-    >>> m = probgen.models.BayesianLinearRegression(n_features=1)
+    >>> m = probgen.models.BayesianLinearRegression(num_features=1)
     >>> path = os.path.join(tempfile.mkdtemp(), "samples.csv")
     >>> _ = probgen.write_samples(torch.zeros(3, 2), path, model=m, seed=7)
     >>> p = probgen.provenance(path)
@@ -51,7 +51,7 @@ def model_hash(model: Any) -> dict:
 
     Example:
         >>> import probgen
-        >>> a = probgen.models.BayesianLinearRegression(n_features=1)
+        >>> a = probgen.models.BayesianLinearRegression(num_features=1)
         >>> model_hash(a) == model_hash(a)
         True
     """

@@ -365,14 +365,14 @@ class TextGenerator(Model):
         check_positive("length", length, integer=True)
         return [self._render(row) for row in self._draw(n, int(length), prompt, temperature).tolist()]
 
-    def generate(self, n_tokens: int = 100, prompt: str | None = None, temperature: float = 1.0,
+    def generate(self, num_tokens: int = 100, prompt: str | None = None, temperature: float = 1.0,
                  seed: int | None = None) -> str:
-        """Text of ``n_tokens`` new tokens continuing ``prompt`` (``<unk>`` is never drawn).
+        """Text of ``num_tokens`` new tokens continuing ``prompt`` (``<unk>`` is never drawn).
 
         ``temperature`` < 1 sharpens the next-token distributions, > 1 flattens them.
         """
-        check_positive("n_tokens", n_tokens, integer=True)
-        return self.sample(1, seed=seed, length=n_tokens, prompt=prompt, temperature=temperature)[0]
+        check_positive("num_tokens", num_tokens, integer=True)
+        return self.sample(1, seed=seed, length=num_tokens, prompt=prompt, temperature=temperature)[0]
 
     def model(self, texts: Sequence[str] | None = None) -> list[torch.Tensor]:
         """The Pyro program: one categorical site per token, under a plate over documents, ``pyro.markov`` over time.

@@ -1,13 +1,13 @@
 """What every piano-roll model shares: input checks, padding, generation with clamped notes, MIDI output.
 
-A roll is a ``(frames, n_pitches)`` tensor of 0/1; column ``j`` is MIDI pitch ``low_pitch + j``.
+A roll is a ``(frames, num_pitches)`` tensor of 0/1; column ``j`` is MIDI pitch ``low_pitch + j``.
 Data for ``fit`` / ``log_prob`` is one roll or a list of rolls (pieces of any length). Every
 model scores a piece by its log-probability (``log_prob``, one value per piece) and a set of
 pieces by the negative log-likelihood per frame (``nll_per_frame``), the measure of the JSB
 Chorales literature.
 
 Generation goes through one routine per model, ``_generate(n, n_frames, clamp)``: ``clamp``
-is ``(n, n_frames, n_pitches)`` with -1 where a note is free and 0/1 where it is fixed.
+is ``(n, n_frames, num_pitches)`` with -1 where a note is free and 0/1 where it is fixed.
 A primer fixes whole frames; harmonisation fixes, in every frame, the soprano note and
 silences everything above it.
 """
@@ -27,8 +27,8 @@ from ...core.checks import check_positive
 from ...core.random import seeded
 
 
-def as_rolls(x: Any, n_pitches: int, name: str = "rolls") -> list[torch.Tensor]:
-    """One roll or a list of rolls (tensors / arrays ``(frames, n_pitches)`` of 0/1, or a ``Chorales``)
+def as_rolls(x: Any, num_pitches: int, name: str = "rolls") -> list[torch.Tensor]:
+    """One roll or a list of rolls (tensors / arrays ``(frames, num_pitches)`` of 0/1, or a ``Chorales``)
     as a list of float tensors; ``ValueError`` naming ``name`` otherwise."""
     if hasattr(x, "rolls") and hasattr(x, "low"):
         x = x.rolls
@@ -41,13 +41,13 @@ def as_rolls(x: Any, n_pitches: int, name: str = "rolls") -> list[torch.Tensor]:
     elif isinstance(x, (list, tuple)) and len(x) and all(isinstance(r, (torch.Tensor, np.ndarray)) for r in x):
         items = list(x)
     else:
-        raise ValueError(f"{name}: expected a piano roll (frames, {n_pitches}) or a list of them, got "
+        raise ValueError(f"{name}: expected a piano roll (frames, {num_pitches}) or a list of them, got "
                          f"{type(x).__name__}")
     out = []
     for i, r in enumerate(items):
         t = torch.as_tensor(np.asarray(r) if isinstance(r, np.ndarray) else r).float().cpu()
-        if t.dim() != 2 or t.shape[1] != n_pitches:
-            raise ValueError(f"{name}[{i}]: expected shape (frames, {n_pitches}), got {tuple(t.shape)}")
+        if t.dim() != 2 or t.shape[1] != num_pitches:
+            raise ValueError(f"{name}[{i}]: expected shape (frames, {num_pitches}), got {tuple(t.shape)}")
         if len(t) == 0:
             raise ValueError(f"{name}[{i}]: a piece needs at least one frame")
         if not torch.isfinite(t).all() or ((t != 0) & (t != 1)).any():
@@ -123,7 +123,7 @@ class MusicModel(Model):
     """Base of the piano-roll families (``ChordNGram``, ``RNNRBM``, ``RollNADE``, ``DeepMarkovModel``).
 
     Arguments (every subclass):
-        n_pitches: columns of the roll.
+        num_pitches: columns of the roll.
         low_pitch: MIDI pitch of column 0.
         resolution: ``"quarter"`` or ``"eighth"`` (for ``to_midi``).
     """
@@ -138,19 +138,19 @@ class MusicModel(Model):
             valid = ", ".join(("seed", "primer", "num_pieces") + self.generate_options)
             raise ValueError(f"sample: unknown option {unknown[0]!r} for {type(self).__name__}; valid options: {valid}")
 
-    def _init_music(self, n_pitches: int, low_pitch: int, resolution: str) -> None:
-        check_positive("n_pitches", n_pitches, integer=True)
+    def _init_music(self, num_pitches: int, low_pitch: int, resolution: str) -> None:
+        check_positive("num_pitches", num_pitches, integer=True)
         if isinstance(low_pitch, bool) or not isinstance(low_pitch, (int, np.integer)) or not 0 <= low_pitch <= 127:
             raise ValueError(f"low_pitch: expected a MIDI pitch 0..127, got {low_pitch!r}")
-        if low_pitch + n_pitches > 128:
-            raise ValueError(f"n_pitches: {n_pitches} pitches from {low_pitch} go past MIDI pitch 127")
+        if low_pitch + num_pitches > 128:
+            raise ValueError(f"num_pitches: {num_pitches} pitches from {low_pitch} go past MIDI pitch 127")
         if resolution not in ("quarter", "eighth"):
             raise ValueError(f"resolution: expected 'quarter' or 'eighth', got {resolution!r}")
-        self.n_pitches, self.low_pitch, self.resolution = int(n_pitches), int(low_pitch), resolution
+        self.num_pitches, self.low_pitch, self.resolution = int(num_pitches), int(low_pitch), resolution
 
     # ------------------------------------------------------------------ data
     def rolls(self, x: Any, name: str = "rolls") -> list[torch.Tensor]:
-        return as_rolls(x, self.n_pitches, name)
+        return as_rolls(x, self.num_pitches, name)
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
         """Rolls -> ``(padded (n, T, P), lengths (n,))`` for the minibatch loop."""
@@ -194,11 +194,11 @@ class MusicModel(Model):
     def _primer_roll(self, primer: Any) -> torch.Tensor:
         """A primer as a roll: a (frames, P) 0/1 array, or a list of frames, each a list of MIDI pitches."""
         if isinstance(primer, (torch.Tensor, np.ndarray)):
-            return as_rolls(primer, self.n_pitches, "primer")[0]
+            return as_rolls(primer, self.num_pitches, "primer")[0]
         if not isinstance(primer, (list, tuple)) or not primer:
             raise ValueError("primer: expected a piano roll or a non-empty list of frames (lists of MIDI pitches)")
-        roll = torch.zeros(len(primer), self.n_pitches)
-        high = self.low_pitch + self.n_pitches - 1
+        roll = torch.zeros(len(primer), self.num_pitches)
+        high = self.low_pitch + self.num_pitches - 1
         for t, frame in enumerate(primer):
             notes = [frame] if isinstance(frame, (int, np.integer)) else frame
             if not isinstance(notes, (list, tuple, set)):
@@ -213,7 +213,7 @@ class MusicModel(Model):
 
     def sample(self, n_frames: int, seed: int | None = None, primer: Any = None, num_pieces: int | None = None,
                **options: Any) -> torch.Tensor:
-        """A new piece of ``n_frames`` frames, ``(n_frames, n_pitches)`` (``num_pieces``: a batch of them).
+        """A new piece of ``n_frames`` frames, ``(n_frames, num_pitches)`` (``num_pieces``: a batch of them).
 
         With ``primer`` (a roll, or a list of frames of MIDI pitches) the piece starts with the
         primer verbatim and continues it; ``n_frames`` counts the primer's frames too.
@@ -221,7 +221,7 @@ class MusicModel(Model):
         n_frames = self._check_frames(n_frames)
         self._check_options(options)
         n = 1 if num_pieces is None else int(check_positive("num_pieces", num_pieces, integer=True))
-        clamp = torch.full((n, n_frames, self.n_pitches), -1.0)
+        clamp = torch.full((n, n_frames, self.num_pitches), -1.0)
         if primer is not None:
             p = self._primer_roll(primer)
             if len(p) > n_frames:
@@ -246,8 +246,8 @@ class MusicModel(Model):
         if not isinstance(soprano, (list, tuple)) or not soprano:
             raise ValueError("soprano: expected a non-empty list of MIDI pitches, one per frame")
         n_frames = self._check_frames(len(soprano))
-        clamp = torch.full((1, n_frames, self.n_pitches), -1.0)
-        high = self.low_pitch + self.n_pitches - 1
+        clamp = torch.full((1, n_frames, self.num_pitches), -1.0)
+        high = self.low_pitch + self.num_pitches - 1
         for t, p in enumerate(soprano):
             if p is None:
                 continue
@@ -287,5 +287,5 @@ class MusicModel(Model):
     # ------------------------------------------------------------------ output
     def to_midi(self, roll: Any, path: str | os.PathLike, tempo: float = 80.0, seed: int | None = None) -> str:
         """Write ``roll`` (e.g. from ``sample(..., seed=seed)``) as a MIDI file with its provenance; see ``write_midi``."""
-        r = as_rolls(roll, self.n_pitches, "roll")[0]
+        r = as_rolls(roll, self.num_pitches, "roll")[0]
         return write_midi(r, path, self.low_pitch, self.resolution, tempo, model=self, seed=seed)

@@ -50,7 +50,7 @@ class DeepMarkovModel(MusicModel):
     guide-free prior, so harmonisation here is a plain clamp, not a posterior over ``z``.
 
     Arguments:
-        n_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
+        num_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
         z_dim: latent dimensions; transition_hidden, emission_hidden, rnn_hidden: network widths.
 
     References:
@@ -59,7 +59,7 @@ class DeepMarkovModel(MusicModel):
     Example:
         >>> import torch, probgen
         >>> roll = torch.tensor([[1, 0, 1], [0, 1, 0]] * 4, dtype=torch.float32)
-        >>> m = probgen.models.DeepMarkovModel(n_pitches=3, low_pitch=60, z_dim=2, rnn_hidden=8)
+        >>> m = probgen.models.DeepMarkovModel(num_pitches=3, low_pitch=60, z_dim=2, rnn_hidden=8)
         >>> _ = m.fit([roll], steps=5, lr=0.02, progress=False, seed=0)
         >>> m.log_prob_kind, m.sample(6, seed=0, primer=[[60, 62]]).shape
         ('lower_bound', torch.Size([6, 3]))
@@ -71,14 +71,14 @@ class DeepMarkovModel(MusicModel):
     default_inference = "svi"
     log_prob_kind = "lower_bound"
 
-    def __init__(self, n_pitches: int, low_pitch: int = 0, resolution: str = "quarter", z_dim: int = 32,
+    def __init__(self, num_pitches: int, low_pitch: int = 0, resolution: str = "quarter", z_dim: int = 32,
                  transition_hidden: int = 64, emission_hidden: int = 64, rnn_hidden: int = 64):
         super().__init__()
-        self._init_music(n_pitches, low_pitch, resolution)
+        self._init_music(num_pitches, low_pitch, resolution)
         for name, value in (("z_dim", z_dim), ("transition_hidden", transition_hidden),
                             ("emission_hidden", emission_hidden), ("rnn_hidden", rnn_hidden)):
             check_positive(name, value, integer=True)
-        p, z = self.n_pitches, int(z_dim)
+        p, z = self.num_pitches, int(z_dim)
         self.z_dim = z
         self.transition = _Transition(z, transition_hidden)
         self.emitter = nn.Sequential(nn.Linear(z, emission_hidden), nn.ReLU(), nn.Linear(emission_hidden, emission_hidden),
@@ -187,7 +187,7 @@ class DeepMarkovModel(MusicModel):
 
     # ------------------------------------------------------------ generation
     def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
-        out = torch.zeros(n, n_frames, self.n_pitches, device=clamp.device)
+        out = torch.zeros(n, n_frames, self.num_pitches, device=clamp.device)
         z = self.z0.expand(n, -1)
         for t in range(n_frames):
             loc, scale = self.transition(z)
@@ -207,5 +207,5 @@ class DeepMarkovModel(MusicModel):
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
         rolls = [(torch.rand(6, 4, generator=g) < 0.4).float() for _ in range(4)]
-        return ContractCase(cls(n_pitches=4, low_pitch=60, z_dim=2, transition_hidden=8, emission_hidden=8,
+        return ContractCase(cls(num_pitches=4, low_pitch=60, z_dim=2, transition_hidden=8, emission_hidden=8,
                                 rnn_hidden=8), rolls, {"steps": 3, "batch_size": 2}, log_prob_data=rolls[:3])

@@ -29,7 +29,7 @@ class RollNADE(MusicModel):
     silencing the pitches above it conditions the lower voices exactly on it and on the past.
 
     Arguments:
-        n_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
+        num_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
         rnn_hidden: GRU units; nade_hidden: hidden units of the NADE; rnn_layers: GRU layers.
         dropout: dropout on the GRU output during training.
 
@@ -40,7 +40,7 @@ class RollNADE(MusicModel):
     Example:
         >>> import torch, probgen
         >>> roll = torch.tensor([[1, 0, 1], [0, 1, 0]] * 8, dtype=torch.float32)
-        >>> m = probgen.models.RollNADE(n_pitches=3, low_pitch=60, rnn_hidden=8, nade_hidden=8)
+        >>> m = probgen.models.RollNADE(num_pitches=3, low_pitch=60, rnn_hidden=8, nade_hidden=8)
         >>> _ = m.fit([roll], steps=150, lr=0.03, progress=False, seed=0)
         >>> m.nll_per_frame([roll]) < 0.5      # nearly deterministic alternation learned
         True
@@ -50,16 +50,16 @@ class RollNADE(MusicModel):
     default_inference = "mle"
     log_prob_kind = "exact"
 
-    def __init__(self, n_pitches: int, low_pitch: int = 0, resolution: str = "quarter", rnn_hidden: int = 128,
+    def __init__(self, num_pitches: int, low_pitch: int = 0, resolution: str = "quarter", rnn_hidden: int = 128,
                  nade_hidden: int = 64, rnn_layers: int = 1, dropout: float = 0.0):
         super().__init__()
-        self._init_music(n_pitches, low_pitch, resolution)
+        self._init_music(num_pitches, low_pitch, resolution)
         check_positive("rnn_hidden", rnn_hidden, integer=True)
         check_positive("nade_hidden", nade_hidden, integer=True)
         check_positive("rnn_layers", rnn_layers, integer=True)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
-        p, h = self.n_pitches, int(nade_hidden)
+        p, h = self.num_pitches, int(nade_hidden)
         self.rnn = torch.nn.GRU(p, rnn_hidden, num_layers=rnn_layers, batch_first=True)
         self.start = torch.nn.Parameter(torch.zeros(rnn_hidden))  # the state before the first frame
         self.to_bias = torch.nn.Linear(rnn_hidden, p + h)  # visible biases b_t and NADE hidden biases c_t
@@ -82,7 +82,7 @@ class RollNADE(MusicModel):
     def _nade_logits(self, v: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """Logit of each note given the higher notes of its frame and the context (teacher-forced)."""
         bias = self.to_bias(ctx)
-        b, c = bias[..., :self.n_pitches], bias[..., self.n_pitches:]
+        b, c = bias[..., :self.num_pitches], bias[..., self.num_pitches:]
         # top-down order: note j sees the notes above it, j+1 .. P-1. a_j = c + sum_{k > j} v_k W_k
         contrib = v.unsqueeze(-1) * self.W  # (..., P, H)
         above = contrib.flip(-2).cumsum(-2).flip(-2) - contrib  # exclusive sum over higher pitches
@@ -102,14 +102,14 @@ class RollNADE(MusicModel):
 
     # ------------------------------------------------------------- generation
     def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
-        out = torch.zeros(n, n_frames, self.n_pitches, device=clamp.device)
+        out = torch.zeros(n, n_frames, self.num_pitches, device=clamp.device)
         state = None
         ctx = self.start.expand(n, -1)
         for t in range(n_frames):
             bias = self.to_bias(ctx)
-            b, a = bias[:, :self.n_pitches], bias[:, self.n_pitches:].clone()
-            frame = torch.zeros(n, self.n_pitches, device=clamp.device)
-            for j in range(self.n_pitches - 1, -1, -1):
+            b, a = bias[:, :self.num_pitches], bias[:, self.num_pitches:].clone()
+            frame = torch.zeros(n, self.num_pitches, device=clamp.device)
+            for j in range(self.num_pitches - 1, -1, -1):
                 p = torch.sigmoid(b[:, j] + (torch.sigmoid(a) * self.V[j]).sum(-1))
                 x = torch.bernoulli(p)
                 fixed = clamp[:, t, j]
@@ -129,5 +129,5 @@ class RollNADE(MusicModel):
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
         rolls = [(torch.rand(10, 5, generator=g) < 0.4).float() for _ in range(4)]
-        return ContractCase(cls(n_pitches=5, low_pitch=60, rnn_hidden=8, nade_hidden=8), rolls,
+        return ContractCase(cls(num_pitches=5, low_pitch=60, rnn_hidden=8, nade_hidden=8), rolls,
                             {"steps": 5, "batch_size": 2}, log_prob_data=rolls[:3])

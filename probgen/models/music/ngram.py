@@ -25,7 +25,7 @@ class ChordNGram(MusicModel):
     counts; its rows are interpolated with the chord frequencies (weight ``backoff``). A chord
     outside the vocabulary gets the "other" state's probability times its probability under
     independent per-pitch Bernoulli marginals, renormalised over all chords outside the
-    vocabulary, so every one of the ``2**n_pitches`` frames has probability and they sum to 1:
+    vocabulary, so every one of the ``2**num_pitches`` frames has probability and they sum to 1:
 
     .. math:: p(v_t \mid v_{t-1}) = \begin{cases} P(v_t \mid v_{t-1}) & v_t \in V \\
               P(\text{other} \mid v_{t-1})\, q(v_t) / (1 - \sum_{u \in V} q(u)) & \text{otherwise} \end{cases}
@@ -34,7 +34,7 @@ class ChordNGram(MusicModel):
     given the past frames; later soprano notes are not looked ahead at).
 
     Arguments:
-        n_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
+        num_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
         smoothing: add-k pseudo-count of the transition counts.
         backoff: weight of the chord frequencies in each row, in [0, 1).
         min_count: chords seen fewer times in training are "other".
@@ -42,7 +42,7 @@ class ChordNGram(MusicModel):
     Example:
         >>> import torch, probgen
         >>> roll = torch.tensor([[1, 0, 1], [0, 1, 0]] * 6, dtype=torch.float32)
-        >>> m = probgen.models.ChordNGram(n_pitches=3, low_pitch=60)
+        >>> m = probgen.models.ChordNGram(num_pitches=3, low_pitch=60)
         >>> _ = m.fit([roll], progress=False)
         >>> m.sample(4, seed=0, primer=[[60, 62]]).tolist()[:2]
         [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
@@ -52,17 +52,17 @@ class ChordNGram(MusicModel):
     default_inference = "exact"
     log_prob_kind = "exact"
 
-    def __init__(self, n_pitches: int, low_pitch: int = 0, resolution: str = "quarter", smoothing: float = 0.01,
+    def __init__(self, num_pitches: int, low_pitch: int = 0, resolution: str = "quarter", smoothing: float = 0.01,
                  backoff: float = 0.05, min_count: int = 1):
         super().__init__()
-        self._init_music(n_pitches, low_pitch, resolution)
+        self._init_music(num_pitches, low_pitch, resolution)
         check_positive("smoothing", smoothing, strict=False)
         if not 0 <= backoff < 1:
             raise ValueError(f"backoff: expected a number in [0, 1), got {backoff!r}")
         check_positive("min_count", min_count, integer=True)
         self.smoothing, self.backoff, self.min_count = float(smoothing), float(backoff), int(min_count)
         self.chain = MarkovChain(order=1, smoothing=self.smoothing)
-        self.register_buffer("marginal", torch.full((self.n_pitches,), 0.5, dtype=torch.float64))
+        self.register_buffer("marginal", torch.full((self.num_pitches,), 0.5, dtype=torch.float64))
         self.register_buffer("table", torch.zeros(0, 0, dtype=torch.float64))
         self.register_buffer("start", torch.zeros(0, dtype=torch.float64))  # distribution of the first frame
         self.vocab: list[tuple[int, ...]] = []
@@ -131,7 +131,7 @@ class ChordNGram(MusicModel):
         chain = self.chain.transition_matrix()
         freq = self.chain.initial.clone()
         table = (1 - self.backoff) * chain + self.backoff * freq[None, :]
-        if self.n_pitches <= 62 and len(self.vocab) == 2 ** self.n_pitches:
+        if self.num_pitches <= 62 and len(self.vocab) == 2 ** self.num_pitches:
             # every frame is in the vocabulary: no chord is left for "other", so it gets no mass
             table[:, self.other] = 0
             freq[self.other] = 0
@@ -148,7 +148,7 @@ class ChordNGram(MusicModel):
         """log(1 - sum over vocabulary chords of q(chord))."""
         if not self.vocab:
             return 0.0
-        vocab_rolls = torch.zeros(len(self.vocab), self.n_pitches, dtype=torch.float64)
+        vocab_rolls = torch.zeros(len(self.vocab), self.num_pitches, dtype=torch.float64)
         for i, c in enumerate(self.vocab):
             vocab_rolls[i, list(c)] = 1
         inside = torch.logsumexp(self._log_q(vocab_rolls), 0)
@@ -174,10 +174,10 @@ class ChordNGram(MusicModel):
 
     # ------------------------------------------------------------ generation
     def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
-        vocab_rolls = torch.zeros(len(self.vocab), self.n_pitches)
+        vocab_rolls = torch.zeros(len(self.vocab), self.num_pitches)
         for i, c in enumerate(self.vocab):
             vocab_rolls[i, list(c)] = 1
-        out = torch.zeros(n, n_frames, self.n_pitches)
+        out = torch.zeros(n, n_frames, self.num_pitches)
         prev = None
         for t in range(n_frames):
             c = clamp[:, t]
@@ -188,7 +188,7 @@ class ChordNGram(MusicModel):
             probs[:, :-1] = probs[:, :-1] * agree
             full = fixed.all(-1)
             ids = torch.empty(n, dtype=torch.long)
-            frames = torch.empty(n, self.n_pitches)
+            frames = torch.empty(n, self.num_pitches)
             for i in range(n):
                 if full[i]:  # a whole frame given (primer)
                     frames[i] = c[i]
@@ -220,4 +220,4 @@ class ChordNGram(MusicModel):
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
         rolls = [(torch.rand(12, 5, generator=g) < 0.4).float() for _ in range(4)]
-        return ContractCase(cls(n_pitches=5, low_pitch=60), rolls, log_prob_data=rolls[:3])
+        return ContractCase(cls(num_pitches=5, low_pitch=60), rolls, log_prob_data=rolls[:3])

@@ -31,13 +31,13 @@ class RNNRBM(MusicModel):
     through the biases, into the RNN (Adam), as in the paper.
 
     ``log_prob`` is exact: each frame's partition function is summed over the smaller layer
-    (``2**min(n_hidden, n_pitches)`` terms), so the model needs ``min(n_hidden, n_pitches) <= 20``.
+    (``2**min(num_hidden, num_pitches)`` terms), so the model needs ``min(num_hidden, num_pitches) <= 20``.
     Generation and harmonisation run ``gibbs_steps`` sweeps per frame with the fixed notes
     clamped, which samples the frame's RBM conditioned on them (given the past).
 
     Arguments:
-        n_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
-        n_hidden: hidden units of the RBM (at most 20 unless n_pitches is).
+        num_pitches, low_pitch, resolution: the roll (see ``MusicModel``).
+        num_hidden: hidden units of the RBM (at most 20 unless num_pitches is).
         rnn_hidden: recurrent units.
         k: Gibbs steps of CD-k.
         pretrain_epochs: epochs of RBM pre-training on the frames (0: none).
@@ -45,7 +45,7 @@ class RNNRBM(MusicModel):
     Example:
         >>> import torch, probgen
         >>> roll = torch.tensor([[1, 0, 1], [0, 1, 0]] * 8, dtype=torch.float32)
-        >>> m = probgen.models.RNNRBM(n_pitches=3, low_pitch=60, n_hidden=4, rnn_hidden=8)
+        >>> m = probgen.models.RNNRBM(num_pitches=3, low_pitch=60, num_hidden=4, rnn_hidden=8)
         >>> _ = m.fit([roll], steps=200, lr=0.03, progress=False, seed=0)
         >>> m.nll_per_frame([roll]) < 3 * math.log(2)       # beats the uniform frame
         True
@@ -56,20 +56,20 @@ class RNNRBM(MusicModel):
     log_prob_kind = "exact"
     generate_options = ("gibbs_steps",)
 
-    def __init__(self, n_pitches: int, low_pitch: int = 0, resolution: str = "quarter", n_hidden: int = 16,
+    def __init__(self, num_pitches: int, low_pitch: int = 0, resolution: str = "quarter", num_hidden: int = 16,
                  rnn_hidden: int = 64, k: int = 5, pretrain_epochs: int = 5, gibbs_steps: int = 50):
         super().__init__()
-        self._init_music(n_pitches, low_pitch, resolution)
-        check_positive("n_hidden", n_hidden, integer=True)
+        self._init_music(num_pitches, low_pitch, resolution)
+        check_positive("num_hidden", num_hidden, integer=True)
         check_positive("rnn_hidden", rnn_hidden, integer=True)
         check_positive("k", k, integer=True)
         check_positive("pretrain_epochs", pretrain_epochs, strict=False, integer=True)
         check_positive("gibbs_steps", gibbs_steps, integer=True)
-        if min(n_hidden, n_pitches) > MAX_ENUMERATION:
-            raise ValueError(f"n_hidden: exact per-frame normalisation needs n_hidden <= {MAX_ENUMERATION} (or "
-                             f"n_pitches <= {MAX_ENUMERATION}), got n_hidden={n_hidden}, n_pitches={n_pitches}")
-        p, h, r = self.n_pitches, int(n_hidden), int(rnn_hidden)
-        self.n_hidden, self.rnn_hidden, self.k = h, r, int(k)
+        if min(num_hidden, num_pitches) > MAX_ENUMERATION:
+            raise ValueError(f"num_hidden: exact per-frame normalisation needs num_hidden <= {MAX_ENUMERATION} (or "
+                             f"num_pitches <= {MAX_ENUMERATION}), got num_hidden={num_hidden}, num_pitches={num_pitches}")
+        p, h, r = self.num_pitches, int(num_hidden), int(rnn_hidden)
+        self.num_hidden, self.rnn_hidden, self.k = h, r, int(k)
         self.pretrain_epochs, self.gibbs_steps = int(pretrain_epochs), int(gibbs_steps)
         g = torch.Generator().manual_seed(0)
         self.W = torch.nn.Parameter(0.01 * torch.randn(p, h, generator=g))
@@ -89,7 +89,7 @@ class RNNRBM(MusicModel):
         out, _ = self.rnn(padded[:, :-1]) if t > 1 else (padded.new_zeros(n, 0, self.rnn_hidden), None)
         ctx = torch.cat([self.start.expand(n, 1, -1), out], 1)
         bias = self.to_bias(ctx)
-        return self.b + bias[..., :self.n_pitches], self.c + bias[..., self.n_pitches:]
+        return self.b + bias[..., :self.num_pitches], self.c + bias[..., self.num_pitches:]
 
     @staticmethod
     def _neg_free_energy(v: torch.Tensor, W: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor) -> torch.Tensor:
@@ -98,16 +98,16 @@ class RNNRBM(MusicModel):
     def _log_partition(self, bv: torch.Tensor, bh: torch.Tensor) -> torch.Tensor:
         """Exact log Z of each frame's RBM (rows of ``bv``/``bh``), by summing over the smaller layer."""
         W = self.W
-        flat_v, flat_h = bv.reshape(-1, self.n_pitches), bh.reshape(-1, self.n_hidden)
-        if self.n_hidden <= self.n_pitches:
+        flat_v, flat_h = bv.reshape(-1, self.num_pitches), bh.reshape(-1, self.num_hidden)
+        if self.num_hidden <= self.num_pitches:
             terms = []
-            for hs in _binary_configurations(self.n_hidden, W):  # (C, H)
+            for hs in _binary_configurations(self.num_hidden, W):  # (C, H)
                 wh = hs @ W.T  # (C, P)
                 # log sum_v exp(v·(b + Wh) + c·h) = c·h + sum_p softplus(b_p + (Wh)_p)
                 terms.append(flat_h @ hs.T + F.softplus(flat_v[:, None, :] + wh[None]).sum(-1))
         else:
             terms = []
-            for vs in _binary_configurations(self.n_pitches, W):
+            for vs in _binary_configurations(self.num_pitches, W):
                 vw = vs @ W
                 terms.append(flat_v @ vs.T + F.softplus(flat_h[:, None, :] + vw[None]).sum(-1))
         return torch.logsumexp(torch.cat(terms, 1), 1).reshape(bv.shape[:-1])
@@ -148,7 +148,7 @@ class RNNRBM(MusicModel):
         lr = float(check_positive("lr", options["lr"]))
         if self.pretrain_epochs:
             frames = torch.cat(rolls)
-            rbm = RBM(n_visible=self.n_pitches, n_hidden=self.n_hidden)
+            rbm = RBM(num_visible=self.num_pitches, num_hidden=self.num_hidden)
             rbm.fit(frames, epochs=self.pretrain_epochs, batch_size=min(100, len(frames)), lr=0.05, progress=False,
                     seed=options.get("seed"))
             with torch.no_grad():
@@ -187,13 +187,13 @@ class RNNRBM(MusicModel):
     def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, gibbs_steps: int | None = None,
                   **_: Any) -> torch.Tensor:
         steps = self.gibbs_steps if gibbs_steps is None else int(check_positive("gibbs_steps", gibbs_steps, integer=True))
-        out = torch.zeros(n, n_frames, self.n_pitches, device=clamp.device)
+        out = torch.zeros(n, n_frames, self.num_pitches, device=clamp.device)
         ctx = self.start.expand(n, -1)
         state = None
-        prev = torch.zeros(n, self.n_pitches, device=clamp.device)
+        prev = torch.zeros(n, self.num_pitches, device=clamp.device)
         for t in range(n_frames):
             bias = self.to_bias(ctx)
-            bv, bh = self.b + bias[:, :self.n_pitches], self.c + bias[:, self.n_pitches:]
+            bv, bh = self.b + bias[:, :self.num_pitches], self.c + bias[:, self.num_pitches:]
             c = clamp[:, t]
             v = torch.where(c >= 0, c, prev)
             v = self._gibbs(v, bv, bh, steps, c)
@@ -205,14 +205,14 @@ class RNNRBM(MusicModel):
 
     # ----------------------------------------------------------------- examples
     # chosen among a few settings by the NLL on 5 validation chorales (not the test ones)
-    tour_budget = {"full": ({"n_hidden": 12, "rnn_hidden": 32, "pretrain_epochs": 2, "gibbs_steps": 20},
+    tour_budget = {"full": ({"num_hidden": 12, "rnn_hidden": 32, "pretrain_epochs": 2, "gibbs_steps": 20},
                             {"steps": 60, "batch_size": 8, "lr": 0.005}, 20),
-                   "quick": ({"n_hidden": 8, "rnn_hidden": 16, "pretrain_epochs": 1, "gibbs_steps": 10},
+                   "quick": ({"num_hidden": 8, "rnn_hidden": 16, "pretrain_epochs": 1, "gibbs_steps": 10},
                              {"steps": 20, "batch_size": 8, "lr": 0.005}, 8)}
 
     @classmethod
     def _contract_case(cls) -> ContractCase:
         g = torch.Generator().manual_seed(0)
         rolls = [(torch.rand(10, 5, generator=g) < 0.4).float() for _ in range(4)]
-        return ContractCase(cls(n_pitches=5, low_pitch=60, n_hidden=3, rnn_hidden=8, pretrain_epochs=1,
+        return ContractCase(cls(num_pitches=5, low_pitch=60, num_hidden=3, rnn_hidden=8, pretrain_epochs=1,
                                 gibbs_steps=5), rolls, {"steps": 5, "batch_size": 2}, log_prob_data=rolls[:3])

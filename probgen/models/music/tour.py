@@ -44,7 +44,7 @@ def music_tour(cls, out_dir: str, quick: bool = False):
         train = probgen.datasets.load("chorales", split="train", transpose="common").rolls[:n_train]
         test = probgen.datasets.load("chorales", split="test", transpose="common")
         torch.manual_seed(0)
-        m = cls(test.n_pitches, test.low, **model_kw)
+        m = cls(test.num_pitches, test.low, **model_kw)
         m.fit(train, progress=False, seed=0, **fit_kw)
         bach = test.rolls[0][:32]
         continuation = m.sample(32, seed=0, primer=bach[:8])
@@ -60,7 +60,7 @@ def music_tour(cls, out_dir: str, quick: bool = False):
         baseline_name, baseline = "independent notes", independent
         others = {}
     else:
-        ngram = ChordNGram(test.n_pitches, test.low)
+        ngram = ChordNGram(test.num_pitches, test.low)
         ngram.fit(train, progress=False)
         baseline_name, baseline = "chord n-gram", ngram.nll_per_frame(held)
         others = {"independent notes": f"{independent:.2f} nats per frame"}

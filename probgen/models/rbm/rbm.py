@@ -110,14 +110,14 @@ class RBM(Model):
     Murray 2008; ``log_partition()`` also returns its standard error).
 
     Arguments:
-        n_visible: visible units (for ``"softmax"``: units, each over ``n_categories``).
-        n_hidden: binary hidden units.
+        num_visible: visible units (for ``"softmax"``: units, each over ``num_categories``).
+        num_hidden: binary hidden units.
         visible: ``"bernoulli"`` (data in {0, 1}), ``"gaussian"`` (unit variance; standardise
             the data) or ``"softmax"`` (data: integer categories per unit).
-        n_categories: categories per softmax unit.
+        num_categories: categories per softmax unit.
         k: Gibbs steps per update.
         method: ``"cd"``, ``"pcd"`` or ``"pt"``.
-        n_temperatures: chains of parallel tempering, at β = 1, 1 − 1/T, ..., 1/T along the
+        num_temperatures: chains of parallel tempering, at β = 1, 1 − 1/T, ..., 1/T along the
             path from the base model (the data marginals) to the RBM.
         momentum: SGD momentum of the updates.
         weight_decay: L2 penalty on W.
@@ -130,43 +130,45 @@ class RBM(Model):
     Example:
         >>> import torch, probgen
         >>> x = (torch.rand(200, 6) < torch.tensor([0.9, 0.9, 0.1, 0.1, 0.5, 0.5])).float()
-        >>> rbm = probgen.models.RBM(n_visible=6, n_hidden=4)
+        >>> rbm = probgen.models.RBM(num_visible=6, num_hidden=4)
         >>> _ = rbm.fit(x, epochs=20, batch_size=20, lr=0.1, progress=False, seed=0)
         >>> bool(rbm.log_prob(x).mean() > -6 * math.log(2))   # beats the uniform distribution
         True
     """
 
     family = "rbm"
+    renamed_config_keys = {"n_visible": "num_visible", "n_hidden": "num_hidden", "n_categories": "num_categories",
+                           "n_temperatures": "num_temperatures"}
     default_inference = "mcmc"
     log_prob_kind = "estimate"
 
-    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", n_categories: int = 2,
-                 k: int = 1, method: str = "pcd", n_temperatures: int = 5, momentum: float = 0.5,
+    def __init__(self, num_visible: int, num_hidden: int, visible: str = "bernoulli", num_categories: int = 2,
+                 k: int = 1, method: str = "pcd", num_temperatures: int = 5, momentum: float = 0.5,
                  weight_decay: float = 0.0, init_scale: float = 0.01):
-        check_positive("n_visible", n_visible, integer=True)
-        check_positive("n_hidden", n_hidden, integer=True)
+        check_positive("num_visible", num_visible, integer=True)
+        check_positive("num_hidden", num_hidden, integer=True)
         check_choice("visible", visible, VISIBLE)
-        check_positive("n_categories", n_categories, integer=True)
-        if visible == "softmax" and n_categories < 2:
-            raise ValueError(f"n_categories: softmax units need at least 2 categories, got {n_categories}")
+        check_positive("num_categories", num_categories, integer=True)
+        if visible == "softmax" and num_categories < 2:
+            raise ValueError(f"num_categories: softmax units need at least 2 categories, got {num_categories}")
         check_positive("k", k, integer=True)
         check_choice("method", method, METHODS)
-        check_positive("n_temperatures", n_temperatures, integer=True)
+        check_positive("num_temperatures", num_temperatures, integer=True)
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
         check_positive("weight_decay", weight_decay, strict=False)
         check_positive("init_scale", init_scale, strict=False)
         super().__init__()
-        self.n_visible, self.n_hidden, self.visible = int(n_visible), int(n_hidden), visible
-        self.n_categories = int(n_categories) if visible == "softmax" else 1
-        self.k, self.method, self.n_temperatures = int(k), method, int(n_temperatures)
+        self.num_visible, self.num_hidden, self.visible = int(num_visible), int(num_hidden), visible
+        self.num_categories = int(num_categories) if visible == "softmax" else 1
+        self.k, self.method, self.num_temperatures = int(k), method, int(num_temperatures)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
-        self.units = _Units(visible, self.n_categories)
-        dv = self.n_visible * self.n_categories
+        self.units = _Units(visible, self.num_categories)
+        dv = self.num_visible * self.num_categories
         g = torch.Generator().manual_seed(0)
-        self.register_buffer("W", init_scale * torch.randn(dv, self.n_hidden, generator=g))
+        self.register_buffer("W", init_scale * torch.randn(dv, self.num_hidden, generator=g))
         self.register_buffer("b", torch.zeros(dv))
-        self.register_buffer("c", torch.zeros(self.n_hidden))
+        self.register_buffer("c", torch.zeros(self.num_hidden))
         self.register_buffer("base_bias", torch.zeros(dv))  # visible bias of the AIS base model
         self._reset_state()
         self.register_load_state_dict_post_hook(lambda module, keys: module._reset_state())
@@ -190,16 +192,16 @@ class RBM(Model):
         if self.visible == "softmax":
             t = as_tensor(x, name, dtype=torch.long, ndim=(1, 2), device=self.W.device)
             t = flat_rows(t) if t.dim() == 2 else t[None]
-            if t.shape[1] != self.n_visible:
-                raise ValueError(f"{name}: expected {self.n_visible} categorical values per row, got {t.shape[1]}")
-            if len(t) and (t.min() < 0 or t.max() >= self.n_categories):
-                raise ValueError(f"{name}: softmax units take categories in [0, {self.n_categories - 1}], "
+            if t.shape[1] != self.num_visible:
+                raise ValueError(f"{name}: expected {self.num_visible} categorical values per row, got {t.shape[1]}")
+            if len(t) and (t.min() < 0 or t.max() >= self.num_categories):
+                raise ValueError(f"{name}: softmax units take categories in [0, {self.num_categories - 1}], "
                                  f"got range [{int(t.min())}, {int(t.max())}]")
-            return F.one_hot(t, self.n_categories).float().reshape(len(t), -1)
+            return F.one_hot(t, self.num_categories).float().reshape(len(t), -1)
         t = as_tensor(x, name, device=self.W.device)
         t = flat_rows(t) if t.dim() > 1 else t.reshape(1, -1)
-        if t.shape[1] != self.n_visible:
-            raise ValueError(f"{name}: expected {self.n_visible} visible values per row, got shape {tuple(t.shape)}")
+        if t.shape[1] != self.num_visible:
+            raise ValueError(f"{name}: expected {self.num_visible} visible values per row, got shape {tuple(t.shape)}")
         if self.visible == "bernoulli":
             check_binary(t, name)
         return t
@@ -242,7 +244,7 @@ class RBM(Model):
         elif self.visible == "gaussian":
             base = mean
         else:
-            base = torch.log(mean.reshape(-1, self.n_categories).clamp_min(1e-3)).reshape(-1)
+            base = torch.log(mean.reshape(-1, self.num_categories).clamp_min(1e-3)).reshape(-1)
         self.base_bias = base.to(self.W)
         if not self._fitted:  # a first fit starts the visible bias at the data marginals
             self.b = base.clone().to(self.W)
@@ -271,7 +273,7 @@ class RBM(Model):
             return self._gibbs(v0, p, self.k)
         if state.get("chains") is None:  # the persistent particles: as many as the first minibatch
             start = self.units.base_sample(len(v0), self.base_bias)
-            state["chains"] = start if self.method == "pcd" else start.expand(self.n_temperatures, *start.shape).clone()
+            state["chains"] = start if self.method == "pcd" else start.expand(self.num_temperatures, *start.shape).clone()
         if self.method == "pcd":
             # keep p(h | particles) from the last update, as scikit-learn's PCD does: one
             # sweep then starts from h, saving a matrix product per update
@@ -288,11 +290,11 @@ class RBM(Model):
 
     def _tempering_step(self, p: RBMParams) -> torch.Tensor:
         """One parallel-tempering round: k Gibbs sweeps at every temperature, then swaps of neighbours."""
-        betas = torch.linspace(1.0, 0.0, self.n_temperatures + 1, device=self.W.device)[:-1]
+        betas = torch.linspace(1.0, 0.0, self.num_temperatures + 1, device=self.W.device)[:-1]
         chains = self._train_state["chains"]
         for t, beta in enumerate(betas.tolist()):
             chains[t] = self._gibbs(chains[t], p.scaled(beta, self.base_bias), self.k)[0]
-        for t in range(self.n_temperatures - 1):
+        for t in range(self.num_temperatures - 1):
             lo, hi = p.scaled(float(betas[t]), self.base_bias), p.scaled(float(betas[t + 1]), self.base_bias)
             a, b = chains[t], chains[t + 1]
             # swap acceptance: f_t(b) f_{t+1}(a) / (f_t(a) f_{t+1}(b)), with f = exp(-F)
@@ -428,14 +430,14 @@ class RBM(Model):
         """log Z by enumerating the hidden layer (or the visible layer of a Bernoulli RBM), ≤ 20 units."""
         p = self.params
         with torch.no_grad():
-            if self.n_hidden <= MAX_ENUMERATION:
+            if self.num_hidden <= MAX_ENUMERATION:
                 total = []
-                for h in _binary_configurations(self.n_hidden, self.W):
+                for h in _binary_configurations(self.num_hidden, self.W):
                     field = torch.addmm(p.b, h, p.W.T)
                     total.append(h @ p.c + self.units.log_partition_visible(field, p.b))
                 return float(torch.logsumexp(torch.cat(total), 0))
-            if self.visible == "bernoulli" and self.n_visible <= MAX_ENUMERATION:
-                total = [self.units.neg_free_energy(v, p) for v in _binary_configurations(self.n_visible, self.W)]
+            if self.visible == "bernoulli" and self.num_visible <= MAX_ENUMERATION:
+                total = [self.units.neg_free_energy(v, p) for v in _binary_configurations(self.num_visible, self.W)]
                 return float(torch.logsumexp(torch.cat(total), 0))
         raise ValueError(f"exact_log_partition: both layers have more than {MAX_ENUMERATION} units; use AIS")
 
@@ -473,7 +475,7 @@ class RBM(Model):
                 h = _bernoulli(torch.sigmoid(beta * act))
                 v = self.units.sample_visible(h, p.scaled(beta, base))[0]
                 prev = beta
-        log_z0 = self.n_hidden * math.log(2) + float(self.units.log_partition_visible(base[None], base)[0])
+        log_z0 = self.num_hidden * math.log(2) + float(self.units.log_partition_visible(base[None], base)[0])
         mean_log_w = float(torch.logsumexp(log_w, 0) - math.log(num_chains))
         w = torch.exp(log_w - log_w.max())
         se = float(w.std() / (w.mean() * math.sqrt(num_chains))) if num_chains > 1 else float("nan")
@@ -491,7 +493,7 @@ class RBM(Model):
     def log_partition(self, method: str = "auto", **ais_options: Any) -> tuple[float, float, str]:
         """(log Z, standard error, method): exact when a layer has ≤ 20 units (``"auto"``), else AIS."""
         check_choice("method", method, ("auto", "exact", "ais"))
-        small = self.n_hidden <= MAX_ENUMERATION or (self.visible == "bernoulli" and self.n_visible <= MAX_ENUMERATION)
+        small = self.num_hidden <= MAX_ENUMERATION or (self.visible == "bernoulli" and self.num_visible <= MAX_ENUMERATION)
         use = ("exact" if small else "ais") if method == "auto" else method
         cached = self._train_state["logz"]
         if cached is not None and cached[2] == use and not ais_options:
@@ -522,13 +524,13 @@ class RBM(Model):
 
     def decode(self, h: Any) -> torch.Tensor:
         """Visible means given hidden values."""
-        h = as_tensor(h, "h", ndim=2, shape=(self.n_hidden,), device=self.W.device)
+        h = as_tensor(h, "h", ndim=2, shape=(self.num_hidden,), device=self.W.device)
         with torch.no_grad():
             return self._output(self.units.visible_mean(h, self.params))
 
     def _output(self, v: torch.Tensor) -> torch.Tensor:
         if self.visible == "softmax":
-            return v.reshape(len(v), self.n_visible, self.n_categories).argmax(-1)
+            return v.reshape(len(v), self.num_visible, self.num_categories).argmax(-1)
         return v
 
     def _sample(self, n: int, steps: int = 1000, mean: bool = False, start: Any = None) -> torch.Tensor:
@@ -581,7 +583,7 @@ class RBM(Model):
         proto = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 0, 1]], dtype=torch.float32)
         x = proto[torch.randint(0, 2, (64,), generator=g)]
         x = torch.where(torch.rand(x.shape, generator=g) < 0.1, 1 - x, x)
-        return ContractCase(cls(n_visible=8, n_hidden=4), x, {"epochs": 5, "batch_size": 16, "lr": 0.1},
+        return ContractCase(cls(num_visible=8, num_hidden=4), x, {"epochs": 5, "batch_size": 16, "lr": 0.1},
                             sample_kwargs={"steps": 20}, log_prob_data=x[:6])
 
     @classmethod
@@ -601,7 +603,7 @@ class RBM(Model):
         def demo():
             train = probgen.datasets.load("digits_binary", split="train")
             test = probgen.datasets.load("digits_binary", split="test")
-            rbm = probgen.models.RBM(n_visible=64, n_hidden=100, method="pcd")
+            rbm = probgen.models.RBM(num_visible=64, num_hidden=100, method="pcd")
             rbm.fit(train.flat(), epochs=epochs, batch_size=20, lr=0.05, seed=0, progress=False)
             samples = rbm.sample(30, seed=0, steps=1000)  # block Gibbs from random starts
             fit_lr = lambda x, y: LogisticRegression(max_iter=3000).fit(x, y)  # noqa: E731
@@ -629,7 +631,7 @@ class BlockGibbsKernel(MCMCKernel):
 
     Example:
         >>> import torch, pyro, probgen
-        >>> rbm = probgen.models.RBM(n_visible=5, n_hidden=3)
+        >>> rbm = probgen.models.RBM(num_visible=5, num_hidden=3)
         >>> mcmc = pyro.infer.MCMC(rbm.gibbs_kernel(), num_samples=20, warmup_steps=5, disable_progbar=True)
         >>> mcmc.run()
         >>> mcmc.get_samples()["v"].shape

@@ -32,7 +32,7 @@ class RecommenderRBM(Recommender, Model):
     ratings), then a softmax per item; the predicted rating is the expectation.
 
     Arguments:
-        n_hidden: binary hidden units (features shared by all users).
+        num_hidden: binary hidden units (features shared by all users).
         k: Gibbs steps of CD-k.
         shared_levels: tie part of the weights across items: the weight of (item, level) to the
             hidden units is ``W[item, level] + U[level]``. A hidden unit can then learn a user's
@@ -58,23 +58,24 @@ class RecommenderRBM(Recommender, Model):
         >>> import pandas as pd, probgen
         >>> df = pd.DataFrame({"userId": [1, 1, 2, 2, 3, 3], "movieId": [10, 20, 10, 30, 20, 30],
         ...                    "rating": [5.0, 1.0, 4.0, 2.0, 1.0, 2.0]})
-        >>> rec = probgen.models.RecommenderRBM(n_hidden=4)
+        >>> rec = probgen.models.RecommenderRBM(num_hidden=4)
         >>> _ = rec.fit(df, epochs=5, progress=False, seed=0)
         >>> rec.recommend(1, k=1)["item"].tolist()
         [30]
     """
 
     family = "recommender_rbm"
+    renamed_config_keys = {"n_hidden": "num_hidden"}
     default_inference = "mcmc"
     log_prob_kind = None
     log_prob_alternative = "score(ratings) (the surprise -log p(rating | the user's other ratings)) or rmse(ratings)"
     models_ratings = True
 
-    def __init__(self, n_hidden: int = 100, k: int = 1, momentum: float = 0.9, weight_decay: float = 0.001,
+    def __init__(self, num_hidden: int = 100, k: int = 1, momentum: float = 0.9, weight_decay: float = 0.001,
                  user_col: str = "userId", item_col: str = "movieId", rating_col: str = "rating",
                  shared_levels: bool = False, k_max: int | None = None, conditional: bool = False,
                  title_col: str | None = "title", rating_scale: Sequence[float] | None = None):
-        check_positive("n_hidden", n_hidden, integer=True)
+        check_positive("num_hidden", num_hidden, integer=True)
         check_positive("k", k, integer=True)
         if k_max is not None and (check_positive("k_max", k_max, integer=True) < k):
             raise ValueError(f"k_max: expected at least k={k}, got {k_max!r}")
@@ -84,7 +85,7 @@ class RecommenderRBM(Recommender, Model):
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
         check_positive("weight_decay", weight_decay, strict=False)
         super().__init__()
-        self.n_hidden, self.k = int(n_hidden), int(k)
+        self.num_hidden, self.k = int(num_hidden), int(k)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         if not isinstance(shared_levels, bool):
             raise ValueError(f"shared_levels: expected True or False, got {shared_levels!r}")
@@ -96,7 +97,7 @@ class RecommenderRBM(Recommender, Model):
 
     # ------------------------------------------------------------ state
     def _alloc(self, implicit: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        u, i, k, h = len(self.users), len(self.items), len(self.levels), self.n_hidden
+        u, i, k, h = len(self.users), len(self.items), len(self.levels), self.num_hidden
         self.register_buffer("W", torch.zeros(i * k, h))
         self.register_buffer("b", torch.zeros(i * k))
         self.register_buffer("c", torch.zeros(h))
@@ -190,9 +191,9 @@ class RecommenderRBM(Recommender, Model):
         freq = torch.bincount(t[:, 1] * k + t[:, 2], minlength=len(items) * k).float().reshape(-1, k) + 0.5
         self.b = (freq / freq.sum(1, keepdim=True)).log().reshape(-1)
         g = torch.Generator().manual_seed(0 if check_seed(options.get("seed")) is None else int(options["seed"]))
-        self.W = 0.01 * torch.randn(len(items) * k, self.n_hidden, generator=g)
-        self.c = torch.zeros(self.n_hidden)
-        self.U = torch.zeros(k, self.n_hidden)
+        self.W = 0.01 * torch.randn(len(items) * k, self.num_hidden, generator=g)
+        self.c = torch.zeros(self.num_hidden)
+        self.U = torch.zeros(k, self.num_hidden)
         options.setdefault("lr", 0.01)
         options.setdefault("batch_size", 32)
         check_positive("batch_size", options["batch_size"], integer=True)
@@ -218,14 +219,14 @@ class RecommenderRBM(Recommender, Model):
         rows = self.W[item * self.num_levels + level]
         if self.shared_levels:
             rows = rows + self.U[level]
-        act = torch.zeros(n, self.n_hidden, device=self.W.device).index_add_(0, row, rows)
+        act = torch.zeros(n, self.num_hidden, device=self.W.device).index_add_(0, row, rows)
         if self.conditional and users is not None:
             act = act + self.rated_mask[users].float() @ self.D
         return torch.sigmoid(act + self.c)
 
     def _item_logits(self, h: torch.Tensor, row: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         k = self.num_levels
-        w = self.W.reshape(-1, k, self.n_hidden)[item]  # (pairs, K, H)
+        w = self.W.reshape(-1, k, self.num_hidden)[item]  # (pairs, K, H)
         logits = self.b.reshape(-1, k)[item] + torch.einsum("pkh,ph->pk", w, h[row])
         return logits + h[row] @ self.U.T if self.shared_levels else logits
 
@@ -328,7 +329,7 @@ class RecommenderRBM(Recommender, Model):
         self._require_fitted("sample")
         check_positive("steps", steps, integer=True)
         k = self.num_levels
-        h = _bernoulli(torch.full((n, self.n_hidden), 0.5, device=self.W.device))
+        h = _bernoulli(torch.full((n, self.num_hidden), 0.5, device=self.W.device))
         for _ in range(steps):
             probs = torch.softmax(self._all_item_logits(h), -1)
             v = torch.multinomial(probs.reshape(-1, k), 1).reshape(n, -1)
@@ -344,7 +345,7 @@ class RecommenderRBM(Recommender, Model):
     # ------------------------------------------------------------ examples
     @classmethod
     def _tour_setup(cls, quick: bool) -> tuple[Any, dict]:
-        return (cls(n_hidden=50, weight_decay=0.01, shared_levels=True),
+        return (cls(num_hidden=50, weight_decay=0.01, shared_levels=True),
                 {"epochs": 5 if quick else 20, "lr": 0.03, "batch_size": 32})
 
     @classmethod
@@ -354,7 +355,7 @@ class RecommenderRBM(Recommender, Model):
         rows = [(u, m, float(5 if (m % 2) == taste[u] else 1) if g.random() > 0.1 else 3.0)
                 for u in range(30) for m in range(12) if g.random() < 0.6]
         df = pd.DataFrame(rows, columns=["userId", "movieId", "rating"])
-        return ContractCase(cls(n_hidden=6), df, {"epochs": 3, "batch_size": 10}, sample_kwargs={"steps": 5},
+        return ContractCase(cls(num_hidden=6), df, {"epochs": 3, "batch_size": 10}, sample_kwargs={"steps": 5},
                             log_prob_data=df.iloc[:5])
 
 
