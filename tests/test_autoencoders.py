@@ -176,7 +176,7 @@ def test_bad_input_gives_clear_errors(vae, cvae, digits):
         vae.log_prob(digits["test"].x, num_particles=0)
     with pytest.raises(ValueError, match="NaN"):
         vae.log_prob(torch.full((2, 1, 8, 8), float("nan")))
-    with pytest.raises(ValueError, match="loss='mse'"):
+    with pytest.raises(ValueError, match="reconstruction='mse'"):
         Autoencoder().fit(torch.randn(10, 4), steps=1, progress=False)
     with pytest.raises(ValueError, match="corruption"):
         Autoencoder(corruption="blur")

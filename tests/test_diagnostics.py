@@ -191,7 +191,7 @@ def test_collapsed_gan_is_detected():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(128, 2, generator=g) * 0.1 - 1, torch.randn(128, 2, generator=g) * 0.1 + 1])
     with probgen.seeded(0):
-        gan = probgen.models.GAN(data_shape=(2,), latent_dim=2, hidden=(16,), loss="hinge")
+        gan = probgen.models.GAN(data_shape=(2,), latent_dim=2, hidden=(16,), objective="hinge")
     with torch.no_grad():
         gan.generator.net[-1].weight.zero_()  # every z maps to the same point
     result, caught = _fit_warnings(lambda: gan.fit(x, steps=200, batch_size=64, lr=1e-12, critic_lr=1e-2,

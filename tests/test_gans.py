@@ -37,7 +37,7 @@ def test_conditional_gan_respects_labels():
     centres = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
     y = torch.arange(600) % 3
     x = centres[y] + 0.15 * torch.randn(600, 2, generator=g)
-    cgan = ConditionalGAN(num_classes=3, data_shape=(2,), latent_dim=2, hidden=(32, 32), loss="hinge")
+    cgan = ConditionalGAN(num_classes=3, data_shape=(2,), latent_dim=2, hidden=(32, 32), objective="hinge")
     cgan.fit((x, y), steps=250, batch_size=150, lr=2e-3, seed=0, progress=False)
     for k in range(3):
         s = cgan.sample(200, seed=k, y=k)
@@ -49,14 +49,14 @@ def test_conditional_gan_respects_labels():
 
 def test_image_gan_shapes_range_and_seeds():
     x = probgen.datasets.load("digits", split="train").x[:256]
-    gan = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), loss="hinge", spectral_norm=True)
+    gan = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), objective="hinge", spectral_norm=True)
     gan.fit(x, steps=3, batch_size=64, progress=False, seed=0)
     a, b, c = gan.sample(5, seed=0), gan.sample(5, seed=0), gan.sample(5, seed=1)
     assert a.shape == (5, 1, 8, 8) and 0 <= float(a.min()) and float(a.max()) <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
-    again = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), loss="hinge", spectral_norm=True)
+    again = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), objective="hinge", spectral_norm=True)
     torch.manual_seed(123)
-    gan2 = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), loss="hinge", spectral_norm=True)
+    gan2 = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), objective="hinge", spectral_norm=True)
     gan2.load_state_dict(again.state_dict())
     # same seed, same init -> same fit
     again.fit(x, steps=3, batch_size=64, progress=False, seed=5)
@@ -76,10 +76,10 @@ def test_generator_is_a_pyro_model():
     assert torch.allclose(fixed, gan.decode(z))
 
 
-@pytest.mark.parametrize("loss", ["non_saturating", "hinge", "wgan_gp"])
-def test_every_loss_trains(loss):
+@pytest.mark.parametrize("objective", ["non_saturating", "hinge", "wgan_gp"])
+def test_every_objective_trains(objective):
     x = _two_modes(256)
-    gan = GAN(data_shape=(1,), latent_dim=2, hidden=(16,), loss=loss, r1_weight=1.0 if loss == "hinge" else 0.0)
+    gan = GAN(data_shape=(1,), latent_dim=2, hidden=(16,), objective=objective, r1_weight=1.0 if objective == "hinge" else 0.0)
     result = gan.fit(x, steps=10, batch_size=64, progress=False, seed=0, num_critic=2)
     h = result.history
     assert h["critic_loss"].notna().all() and h["generator_loss"].dropna().size == 5
@@ -146,8 +146,8 @@ def test_bad_input_is_reported_clearly():
         gan.score(torch.rand(3, 1, 7, 8))
     with pytest.raises(ValueError, match="data: contains NaN"):
         gan.fit_encoder(torch.full((4, 1, 8, 8), float("nan")), steps=1, progress=False)
-    with pytest.raises(ValueError, match="loss"):
-        GAN(loss="least_squares")
+    with pytest.raises(ValueError, match="objective"):
+        GAN(objective="least_squares")
     with pytest.raises(ValueError, match="data_shape"):
         GAN(data_shape=(1, 8))
     with pytest.raises(ValueError, match="ema"):

@@ -150,7 +150,7 @@ def test_batchnorm_and_gradient_penalty_are_refused():
     net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4))
     with pytest.raises(ValueError, match="BatchNorm"):
         check_per_example(net, list(net.parameters()), "net")
-    gan = probgen.models.GAN(data_shape=(2,), hidden=(8,), loss="wgan_gp")
+    gan = probgen.models.GAN(data_shape=(2,), hidden=(8,), objective="wgan_gp")
     with pytest.raises(ValueError, match="double backward"):
         gan.fit(torch.randn(100, 2), steps=2, batch_size=16, progress=False, privacy={"epsilon": 1.0, "delta": 1e-4})
     gaussian = probgen.models.VAE(latent_dim=2, hidden=(8,), likelihood="gaussian")

@@ -25,7 +25,7 @@ from ..metrics import precision_recall
 from .harness import Report
 
 #: the notebook's conditional GAN
-CGAN = dict(num_classes=10, data_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), loss="hinge",
+CGAN = dict(num_classes=10, data_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), objective="hinge",
             spectral_norm=True, ema=0.99)
 GAN_STEPS, VAE_STEPS = 400, 1500
 #: the variant: the mode-seeking term with an R1 penalty (the best of a few settings tried on the training

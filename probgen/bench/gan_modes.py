@@ -28,9 +28,9 @@ from .harness import Report
 #: name -> (constructor arguments, sampling arguments); same nets and budget for both
 CONFIGS = {
     "plain GAN": (dict(latent_dim=2, hidden=(128, 128)), {}),
-    "probgen best": (dict(latent_dim=2, hidden=(128, 128), pack=4, loss="hinge", spectral_norm=True, ema=0.99,
+    "probgen best": (dict(latent_dim=2, hidden=(128, 128), pack=4, objective="hinge", spectral_norm=True, ema=0.99,
                           fourier=64), {}),
-    "best without Fourier critic": (dict(latent_dim=2, hidden=(128, 128), pack=4, loss="hinge", spectral_norm=True,
+    "best without Fourier critic": (dict(latent_dim=2, hidden=(128, 128), pack=4, objective="hinge", spectral_norm=True,
                                          ema=0.99), {}),
 }
 #: configurations run on some data sets only (the variant: ring8, where the Fourier critic lost modes)
@@ -203,7 +203,7 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
     dtr, dte = load("digits", split="train"), load("digits", split="test")
     normal = dtr.x[dtr.y != held]
     with seeded(0):
-        gan = GAN(data_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), loss="hinge", spectral_norm=True,
+        gan = GAN(data_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), objective="hinge", spectral_norm=True,
                   ema=0.99)
     gan.fit(normal, steps=10 if quick else 1500, batch_size=128, lr=5e-4, seed=0, progress=False, device=device)
     gan.fit_encoder(normal, steps=10 if quick else 1000, seed=0, progress=False)
@@ -218,7 +218,7 @@ def image_tasks(quick: bool = False, device="cpu", report: Report | None = None)
     from ..models.autoencoders.vae import VAE
 
     with seeded(0):
-        others = {"autoencoder reconstruction error": Autoencoder(latent_dim=16, hidden=(256,), loss="mse"),
+        others = {"autoencoder reconstruction error": Autoencoder(latent_dim=16, hidden=(256,), reconstruction="mse"),
                   "VAE -ELBO (Gaussian likelihood)": VAE(latent_dim=16, hidden=(256,), likelihood="gaussian")}
     for name, model in others.items():
         model.fit(normal, steps=10 if quick else 1500, batch_size=128, lr=2e-3, seed=0, progress=False, device=device)

@@ -33,7 +33,7 @@ from ..datasets._catalog import mixture_modes
 from ..metrics import modes_covered
 from .harness import Report
 
-_BASE = dict(latent_dim=2, hidden=(128, 128), pack=4, loss="hinge", spectral_norm=True, ema=0.99)
+_BASE = dict(latent_dim=2, hidden=(128, 128), pack=4, objective="hinge", spectral_norm=True, ema=0.99)
 #: name -> GAN constructor arguments (the Fourier scale is set per data set, 3 / std(data))
 CONFIGS = {
     "best, R1 (default)": dict(_BASE, fourier=64),
@@ -126,7 +126,7 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
                baseline_name="healthy fits", goal="0")
     report.table("mean over seeds", summary)
     report.table("per seed", frame.set_index(["dataset", "model", "seed"]))
-    report.note(f"all fits: GAN(latent_dim=2, hidden=(128, 128), pack=4, loss='hinge', spectral_norm=True, "
+    report.note(f"all fits: GAN(latent_dim=2, hidden=(128, 128), pack=4, objective='hinge', spectral_norm=True, "
                 f"ema=0.99[, fourier=64, fourier_scale=3/std(data)]), Adam lr {LR}, batch {BATCH}, {steps} steps, "
                 f"{N_DATA:,} training points; collapsed = at most half of the modes covered by 2,500 samples")
     report.note("flagged = FitResult.diagnostics() failed the critic-collapse or the sample-spread check "

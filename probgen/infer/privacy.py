@@ -441,8 +441,8 @@ def _check_private_gan(model: Any) -> None:
                          "critic's verdict), so a private critic would not make its training private; private "
                          "adversarial training covers GAN and ConditionalGAN")
     reasons = []
-    if model.loss == "wgan_gp":
-        reasons.append("loss='wgan_gp' (its gradient penalty needs a double backward pass, which per-record "
+    if model.objective == "wgan_gp":
+        reasons.append("objective='wgan_gp' (its gradient penalty needs a double backward pass, which per-record "
                        "gradient hooks do not give)")
     if model.r1_weight:
         reasons.append("r1_weight > 0 (a double backward pass)")

@@ -187,7 +187,7 @@ class Autoencoder(_CodecMixin, Model):
         latent_dim: size of the code.
         network: ``"mlp"`` or ``"conv"`` encoder/decoder.
         hidden: hidden layer sizes (MLP) or stem width (conv).
-        loss: ``"bce"`` (data in [0, 1]) or ``"mse"``.
+        reconstruction: ``"bce"`` (data in [0, 1]) or ``"mse"``.
         corruption: ``None``, ``"gaussian"`` (add N(0, noise_level²)), ``"masking"`` (zero a
             ``noise_level`` fraction of entries) or ``"salt_pepper"`` (set that fraction to 0 or 1).
         noise_level: strength of the corruption.
@@ -202,15 +202,16 @@ class Autoencoder(_CodecMixin, Model):
     """
 
     family = "autoencoder"
+    renamed_config_keys = {"loss": "reconstruction"}
     default_inference = "mle"
     log_prob_kind = None
     log_prob_alternative = "score(x) (the per-example reconstruction error)"
 
     def __init__(self, data_shape: Sequence[int] | None = None, latent_dim: int = 16, network: str = "mlp",
-                 hidden: Sequence[int] = (256,), loss: str = "bce", corruption: str | None = None,
+                 hidden: Sequence[int] = (256,), reconstruction: str = "bce", corruption: str | None = None,
                  noise_level: float = 0.3):
         super().__init__()
-        self.loss = check_choice("loss", loss, ("bce", "mse"))
+        self.reconstruction = check_choice("reconstruction", reconstruction, ("bce", "mse"))
         self.corruption = check_choice("corruption", corruption, CORRUPTIONS)
         check_positive("noise_level", noise_level)
         if corruption in ("masking", "salt_pepper"):
@@ -227,8 +228,8 @@ class Autoencoder(_CodecMixin, Model):
         self.register_buffer("code_scale_tril", torch.eye(self.latent_dim))
 
     def _check_values(self, t: torch.Tensor, name: str) -> None:
-        if self.loss == "bce":
-            _in_unit_interval(t, name, "for loss='bce' (use loss='mse' for other data)")
+        if self.reconstruction == "bce":
+            _in_unit_interval(t, name, "for reconstruction='bce' (use reconstruction='mse' for other data)")
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor]:
         return (self._as_data(data, name).cpu(),)
@@ -238,7 +239,7 @@ class Autoencoder(_CodecMixin, Model):
         """``x`` with the model's corruption applied (unchanged when there is none)."""
         if self.corruption == "gaussian":
             noisy = x + self.noise_level * torch.randn_like(x)
-            return noisy.clamp(0, 1) if self.loss == "bce" else noisy
+            return noisy.clamp(0, 1) if self.reconstruction == "bce" else noisy
         if self.corruption == "masking":
             return x * (torch.rand_like(x) >= self.noise_level)
         if self.corruption == "salt_pepper":
@@ -248,7 +249,7 @@ class Autoencoder(_CodecMixin, Model):
 
     def _recon_error(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example reconstruction loss summed over the dimensions of one example."""
-        if self.loss == "bce":
+        if self.reconstruction == "bce":
             err = F.binary_cross_entropy_with_logits(out, x, reduction="none")
         else:
             err = (out - x) ** 2
@@ -287,12 +288,12 @@ class Autoencoder(_CodecMixin, Model):
             return torch.cat([self.encoder(x[s]) for s in _chunks(len(x), 2048)]) if len(x) else x.new_zeros(0, self.latent_dim)
 
     def decode(self, z: Any) -> torch.Tensor:
-        """Reconstructions in data space (probabilities for loss='bce') from codes ``z``."""
+        """Reconstructions in data space (probabilities for reconstruction='bce') from codes ``z``."""
         self._require_built()
         z = as_tensor(z, "z", ndim=2, shape=(self.latent_dim,), device=self.device)
         with torch.no_grad():
             out = self.decoder(z)
-        return torch.sigmoid(out) if self.loss == "bce" else out
+        return torch.sigmoid(out) if self.reconstruction == "bce" else out
 
     def reconstruct(self, x: Any) -> torch.Tensor:
         """``decode(encode(x))``: for a denoising autoencoder, the denoised examples."""
@@ -383,12 +384,12 @@ class AdversarialAutoencoder(Autoencoder):
     log_prob_kind = None
 
     def __init__(self, data_shape: Sequence[int] | None = None, latent_dim: int = 8, network: str = "mlp",
-                 hidden: Sequence[int] = (256,), loss: str = "bce", corruption: str | None = None,
+                 hidden: Sequence[int] = (256,), reconstruction: str = "bce", corruption: str | None = None,
                  noise_level: float = 0.3, adversarial_weight: float = 1.0, critic_hidden: Sequence[int] = (256, 256)):
         check_positive("adversarial_weight", adversarial_weight, strict=False)
         self.adversarial_weight = float(adversarial_weight)
         self.critic_hidden = tuple(int(h) for h in critic_hidden)
-        super().__init__(data_shape, latent_dim, network, hidden, loss, corruption, noise_level)
+        super().__init__(data_shape, latent_dim, network, hidden, reconstruction, corruption, noise_level)
 
     def _build(self, shape: tuple[int, ...]) -> None:
         super()._build(shape)
@@ -425,7 +426,7 @@ class AdversarialAutoencoder(Autoencoder):
         with pyro.plate("data", n):
             z = pyro.sample("z", dist.Normal(torch.zeros(n, self.latent_dim, device=self.device), 1.0).to_event(1))
             out = self.decoder(z)
-            px = dist.Bernoulli(logits=out) if self.loss == "bce" else dist.Normal(out, 1.0)
+            px = dist.Bernoulli(logits=out) if self.reconstruction == "bce" else dist.Normal(out, 1.0)
             return pyro.sample("x", px.to_event(len(self.data_shape)), obs=x)
 
     @implements("adversarial")

@@ -28,23 +28,23 @@ _RATIO_FOURIER = 64
 
 
 # ------------------------------------------------------------------ objectives
-def critic_objective(loss: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+def critic_objective(objective: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     """The critic's loss for real and fake scores (without any gradient penalty).
 
     Example:
         >>> float(critic_objective("hinge", torch.tensor([2.0]), torch.tensor([-2.0])))
         0.0
     """
-    if loss == "non_saturating":
+    if objective == "non_saturating":
         return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-    if loss == "hinge":
+    if objective == "hinge":
         return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
     return d_fake.mean() - d_real.mean()
 
 
-def generator_objective(loss: str, d_fake: torch.Tensor) -> torch.Tensor:
+def generator_objective(objective: str, d_fake: torch.Tensor) -> torch.Tensor:
     """The generator's loss for the critic's scores of its samples."""
-    if loss == "non_saturating":
+    if objective == "non_saturating":
         return F.softplus(-d_fake).mean()
     return -d_fake.mean()
 
@@ -88,14 +88,14 @@ class GAN(Model):
         latent_dim: size of z.
         hidden: hidden sizes of the MLPs, or channels of the convolutional nets.
         critic_hidden: the critic's (default: ``hidden``).
-        loss: ``"non_saturating"`` (Goodfellow), ``"hinge"`` (Lim & Ye) or
+        objective: ``"non_saturating"`` (Goodfellow), ``"hinge"`` (Lim & Ye) or
             ``"wgan_gp"`` (Gulrajani et al.).
         spectral_norm: spectral normalisation of every critic layer (Miyato et al. 2018).
         pack: PacGAN packing degree (Lin et al. 2018): the critic judges ``pack``
             examples jointly, which penalises mode collapse.
         ema: decay of an exponential moving average of the generator weights used
             for sampling (Yazıcı et al. 2019), or ``None``.
-        gp_weight: weight of the gradient penalty (``loss="wgan_gp"``).
+        gp_weight: weight of the gradient penalty (``objective="wgan_gp"``).
         r1_weight: weight of the R1 penalty on real data (Mescheder et al. 2018), 0 = off. ``None``
             (default): 1.0 with a Fourier critic, 0 otherwise. A Fourier critic resolves sharp modes
             well enough to separate real from fake perfectly: its hinge loss then sits at 0, the
@@ -122,6 +122,7 @@ class GAN(Model):
     """
 
     family = "gan"
+    renamed_config_keys = {"loss": "objective"}
     default_inference = "adversarial"
     log_prob_kind = None
     log_prob_alternative = "score(x) (f-AnoGAN, after fit_encoder) or probgen.metrics (frechet_distance, mmd)"
@@ -129,7 +130,7 @@ class GAN(Model):
     matching_aware = False
 
     def __init__(self, data_shape: Sequence[int] = (2,), latent_dim: int = 8, hidden: Sequence[int] = (128, 128),
-                 critic_hidden: Sequence[int] | None = None, loss: str = "non_saturating",
+                 critic_hidden: Sequence[int] | None = None, objective: str = "non_saturating",
                  spectral_norm: bool = False, pack: int = 1, ema: float | None = None, gp_weight: float = 10.0,
                  r1_weight: float | None = None, components: int = 1, fourier: int = 0, fourier_scale: float = 1.0,
                  architecture: str = "auto"):
@@ -146,7 +147,7 @@ class GAN(Model):
         if r1_weight is None:
             r1_weight = 1.0 if fourier else 0.0
         check_positive("r1_weight", r1_weight, strict=False)
-        self.loss = check_choice("loss", loss, LOSSES)
+        self.objective = check_choice("objective", objective, LOSSES)
         if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
             raise ValueError(f"ema: expected a decay in (0, 1) or None, got {ema!r}")
         hidden = tuple(int(h) for h in hidden)
@@ -266,8 +267,8 @@ class GAN(Model):
             # conditions of other examples count as fake, so conditions must be respected
             wrong = tuple(t.roll(1, 0) for t in c)
             d_fake = torch.cat([d_fake, self.critic(x.detach(), *wrong)])
-        loss = critic_objective(self.loss, d_real, d_fake)
-        if self.loss == "wgan_gp":
+        loss = critic_objective(self.objective, d_real, d_fake)
+        if self.objective == "wgan_gp":
             loss = loss + self.gp_weight * gradient_penalty(self.critic, x.detach(), fake, *c)
         if self.r1_weight:
             (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
@@ -287,7 +288,7 @@ class GAN(Model):
         for p in params:  # no critic gradients from the generator step (saves time)
             p.requires_grad_(False)
         try:
-            loss = generator_objective(self.loss, self.critic(fake, *c))
+            loss = generator_objective(self.objective, self.critic(fake, *c))
         finally:
             for p in params:
                 p.requires_grad_(True)
@@ -308,7 +309,7 @@ class GAN(Model):
     def critic_equilibrium_loss(self) -> float | None:
         """The critic's loss when it cannot tell real from fake (all scores 0), for the collapse check
         of ``FitResult.diagnostics()``; ``None`` for the Wasserstein loss, which has no fixed optimum."""
-        return {"hinge": 2.0, "non_saturating": 2 * math.log(2)}.get(self.loss)
+        return {"hinge": 2.0, "non_saturating": 2 * math.log(2)}.get(self.objective)
 
     @torch.no_grad()
     def diagnostic_samples(self, x: torch.Tensor, *cond: torch.Tensor) -> tuple:
@@ -588,14 +589,14 @@ class ConditionalGAN(GAN):
 
     def __init__(self, num_classes: int = 10, data_shape: Sequence[int] = (2,), latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), critic_hidden: Sequence[int] | None = None,
-                 loss: str = "non_saturating", spectral_norm: bool = False, pack: int = 1, ema: float | None = None,
+                 objective: str = "non_saturating", spectral_norm: bool = False, pack: int = 1, ema: float | None = None,
                  gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16, diversity_weight: float = 0.0):
         check_positive("num_classes", num_classes, integer=True)
         check_positive("embed_dim", embed_dim, integer=True)
         check_positive("diversity_weight", diversity_weight, strict=False)
         self.diversity_weight = float(diversity_weight)
         self.num_classes, self.embed_dim = int(num_classes), int(embed_dim)
-        super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
+        super().__init__(data_shape, latent_dim, hidden, critic_hidden, objective, spectral_norm, pack, ema, gp_weight,
                          r1_weight)
         self.label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
         self.critic_label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
@@ -680,7 +681,7 @@ class ConditionalGAN(GAN):
             torch.manual_seed(0)
             train = probgen.datasets.load("digits", split="train")
             gan = probgen.models.ConditionalGAN(num_classes=10, data_shape=(1, 8, 8), latent_dim=16,
-                                                hidden=(256, 256), loss="hinge", spectral_norm=True, ema=0.99)
+                                                hidden=(256, 256), objective="hinge", spectral_norm=True, ema=0.99)
             gan.fit(train, steps=steps, batch_size=128, lr=5e-4, seed=0, progress=False)
             labels = torch.arange(10).repeat_interleave(10)
             samples = gan.sample(100, seed=0, y=labels)

@@ -79,7 +79,7 @@ class ImageToImageGAN(Model):
         source_channels: channels of the source images.
         width: channels of the U-Net's first level and of the critic.
         l1_weight, adversarial_weight: weights of the two generator terms.
-        loss: the adversarial loss (``"non_saturating"`` or ``"hinge"``).
+        objective: the adversarial loss (``"non_saturating"`` or ``"hinge"``).
         spectral_norm: spectrally normalise the critic.
 
     Example:
@@ -92,13 +92,13 @@ class ImageToImageGAN(Model):
     """
 
     family = "image_to_image_gan"
-    renamed_config_keys = {"image_shape": "data_shape"}
+    renamed_config_keys = {"loss": "objective", "image_shape": "data_shape"}
     default_inference = "adversarial"
     log_prob_kind = None
     log_prob_alternative = "score((source, target)) (L1 translation error) or psnr / ssim"
 
     def __init__(self, data_shape: Sequence[int] = (1, 28, 28), source_channels: int = 1, width: int = 16,
-                 l1_weight: float = 100.0, adversarial_weight: float = 1.0, loss: str = "non_saturating",
+                 l1_weight: float = 100.0, adversarial_weight: float = 1.0, objective: str = "non_saturating",
                  spectral_norm: bool = True):
         super().__init__()
         self.data_shape = tuple(int(s) for s in data_shape)
@@ -108,7 +108,7 @@ class ImageToImageGAN(Model):
         check_positive("width", width, integer=True)
         check_positive("l1_weight", l1_weight, strict=False)
         check_positive("adversarial_weight", adversarial_weight, strict=False)
-        self.loss = check_choice("loss", loss, [name for name in LOSSES if name != "wgan_gp"])
+        self.objective = check_choice("objective", objective, [name for name in LOSSES if name != "wgan_gp"])
         self.source_channels, self.l1_weight, self.adversarial_weight = int(source_channels), float(l1_weight), float(adversarial_weight)
         c = self.data_shape[0]
         self.generator = UNet(self._generator_in_channels(), c, width=width)
@@ -164,7 +164,7 @@ class ImageToImageGAN(Model):
             fake = self._translate(source)
         d_real = self.critic(torch.cat([cond, target], 1))
         d_fake = self.critic(torch.cat([cond, fake], 1))
-        return critic_objective(self.loss, d_real, d_fake)
+        return critic_objective(self.objective, d_real, d_fake)
 
     def generator_loss(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         fake = self._translate(source)
@@ -175,7 +175,7 @@ class ImageToImageGAN(Model):
                 d_fake = self.critic(torch.cat([self._condition_image(source), fake], 1))
             finally:
                 self.critic.requires_grad_(True)
-            loss = loss + self.adversarial_weight * generator_objective(self.loss, d_fake)
+            loss = loss + self.adversarial_weight * generator_objective(self.objective, d_fake)
         return loss
 
     def validation_loss(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -276,10 +276,10 @@ class SuperResolutionGAN(ImageToImageGAN):
     """
 
     family = "super_resolution_gan"
-    renamed_config_keys = {"image_shape": "data_shape"}
+    renamed_config_keys = {"loss": "objective", "image_shape": "data_shape"}
 
     def __init__(self, factor: int = 4, data_shape: Sequence[int] = (1, 28, 28), width: int = 16,
-                 l1_weight: float = 100.0, adversarial_weight: float = 1.0, loss: str = "non_saturating",
+                 l1_weight: float = 100.0, adversarial_weight: float = 1.0, objective: str = "non_saturating",
                  spectral_norm: bool = True):
         check_positive("factor", factor, integer=True)
         shape = tuple(int(s) for s in data_shape)
@@ -287,7 +287,7 @@ class SuperResolutionGAN(ImageToImageGAN):
             raise ValueError(f"factor: data_shape {shape} must be divisible by factor={factor}")
         self.factor = int(factor)
         super().__init__(data_shape, shape[0] if len(shape) == 3 else 1, width, l1_weight, adversarial_weight,
-                         loss, spectral_norm)
+                         objective, spectral_norm)
 
     def _source_shape(self) -> tuple[int, ...]:
         c, h, w = self.data_shape

@@ -52,7 +52,7 @@ class TextToImageGAN(GAN):
     matching_aware = True
 
     def __init__(self, data_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 16, hidden: Sequence[int] = (256, 256),
-                 critic_hidden: Sequence[int] | None = None, loss: str = "hinge", spectral_norm: bool = True,
+                 critic_hidden: Sequence[int] | None = None, objective: str = "hinge", spectral_norm: bool = True,
                  pack: int = 1, ema: float | None = None, gp_weight: float = 10.0, r1_weight: float = 0.0,
                  vocabulary: Sequence[str] = VOCABULARY[1:], text_dim: int = 32, word_dim: int = 32,
                  max_words: int = 8):
@@ -65,7 +65,7 @@ class TextToImageGAN(GAN):
         self.vocabulary = ["<pad>", *words]
         self.index = {w: i for i, w in enumerate(self.vocabulary)}
         self.text_dim, self.max_words = int(text_dim), int(max_words)
-        super().__init__(data_shape, latent_dim, hidden, critic_hidden, loss, spectral_norm, pack, ema, gp_weight,
+        super().__init__(data_shape, latent_dim, hidden, critic_hidden, objective, spectral_norm, pack, ema, gp_weight,
                          r1_weight)
         self.text_encoder = TextEncoder(len(self.vocabulary), int(word_dim), self.text_dim)
         self.critic_text_encoder = TextEncoder(len(self.vocabulary), int(word_dim), self.text_dim)
