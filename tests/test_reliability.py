@@ -84,10 +84,15 @@ def test_load_names_the_tensor_and_both_shapes(tmp_path):
         meta = h["__metadata__"]
         meta["config"] = json.dumps(dict(json.loads(meta["config"]), num_hidden=5))
         meta.pop("checksum")
+        meta["format_version"] = "1"  # as written before checksums: then the shapes are what is checked
 
     (tmp_path / "bad.safetensors").write_bytes(_rewrite(raw, edit))
     with pytest.raises(ValueError, match=r"tensor 'W' has shape \(8, 4\) in the file, the model expects \(8, 5\)"):
         probgen.load(tmp_path / "bad.safetensors")
+    # a version-2 file without its checksum is refused (damaged), not read as an old file
+    (tmp_path / "bad3.safetensors").write_bytes(_rewrite(raw, lambda h: h["__metadata__"].pop("checksum")))
+    with pytest.raises(ModelFileError, match="carry a checksum"):
+        probgen.load(tmp_path / "bad3.safetensors")
     # with the checksum in place the same edit is caught before any model is built
     (tmp_path / "bad2.safetensors").write_bytes(_rewrite(raw, lambda h: h["__metadata__"].update(
         config=json.dumps(dict(json.loads(h["__metadata__"]["config"]), num_hidden=5)))))

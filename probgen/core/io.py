@@ -35,7 +35,10 @@ from .base import Model
 from .random import resolve_device
 from .registry import family_class
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+# "1": files written before checksums (they still load); "2": a checksum is required, so a file whose
+# checksum entry was damaged is refused rather than read as an old file without one
+_READABLE_VERSIONS = ("1", "2")
 _MAX_HEADER = 100 * 1024 * 1024
 # safetensors dtype names -> bytes per element
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -279,8 +282,12 @@ def _read_metadata(raw: bytes, path: Path) -> dict:  # raises ModelFileError
         raise ModelFileError(f"{refusal}: unreadable header") from exc
     if not isinstance(meta, dict) or meta.get("format") != "probgen":
         raise ModelFileError(f"{refusal}: a safetensors file without probgen metadata")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: format version {meta.get('format_version')!r}; this probgen reads {FORMAT_VERSION!r}")
+    if meta.get("format_version") not in _READABLE_VERSIONS:
+        raise ModelFileError(f"{path}: format version {meta.get('format_version')!r}; this probgen reads "
+                             f"{', '.join(map(repr, _READABLE_VERSIONS))}")
+    if meta.get("format_version") != "1" and meta.get("checksum") is None:
+        raise ModelFileError(f"{path}: not a probgen model file: format version {meta['format_version']!r} "
+                             "files carry a checksum, and this one has none (damaged or edited)")
     for key in ("family", "config", "state"):
         if not isinstance(meta.get(key), str):
             raise ModelFileError(f"{refusal}: metadata lacks {key!r}")
