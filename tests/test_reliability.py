@@ -64,7 +64,7 @@ def test_load_refuses_damaged_files_of_every_family(family, tmp_path):
     for key, value in config.items():
         if isinstance(value, int) and not isinstance(value, bool) and value > 1:
             edited = dict(config, **{key: value + 1})
-            data = _rewrite(raw, lambda h: (h["__metadata__"].update(config=json.dumps(edited)),
+            data = _rewrite(raw, lambda h: (h["__metadata__"].update(config=json.dumps(edited), format_version="1"),
                                             h["__metadata__"].pop("checksum")))
             bad.write_bytes(data)
             try:
