@@ -18,7 +18,7 @@ from ...core.checks import check_labels, check_positive, check_probability
 from ...core.engines import implements
 from ...core.random import seeded
 from ..autoencoders.autoencoder import _CodecMixin
-from .vae import UNKNOWN, _chunks, replicate_labelled
+from .vae import _chunks, replicate_labelled, split_partly_labelled
 
 
 class _NoisyCritic(nn.Module):
@@ -129,23 +129,13 @@ class SemiSupervisedGAN(_CodecMixin, Model):
                                    self.weight_norm)
 
     # -------------------------------------------------------------------- data
-    def _as_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        return self._as_data(x, name)  # the autoencoders' shape check (builds the networks on first sight)
-
     def _check_values(self, t: torch.Tensor, name: str) -> None:
         if len(t) and (t.min() < 0 or t.max() > 1):
             raise ValueError(f"{name}: expected values in [0, 1] (the generator ends in a sigmoid), "
                              f"got range [{float(t.min()):.3g}, {float(t.max()):.3g}]")
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
-        if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):
-            data = (data.x, data.y)
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
-            raise ValueError(f"{name}: expected (x, y) with y = -1 (or NaN) where the label is unknown, "
-                             f"got {type(data).__name__}")
-        x = self._as_x(data[0], f"{name} (x)")
-        y = check_labels(data[1], self.num_classes, f"{name} (y)", length=len(x), unknown=UNKNOWN,
-                         every_class=name == "data")
+        x, y = split_partly_labelled(self, data, name)
         return x.cpu(), y.cpu()
 
     # ------------------------------------------------------------ Pyro program
@@ -207,7 +197,7 @@ class SemiSupervisedGAN(_CodecMixin, Model):
     # ----------------------------------------------------------------- queries
     def _logits(self, x: Any) -> torch.Tensor:
         self._require_built()
-        x = self._as_x(x)
+        x = self._as_data(x)
         was = self.training
         self.eval()
         with torch.no_grad():

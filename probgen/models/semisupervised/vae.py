@@ -79,6 +79,20 @@ class _LabelledEncoder(nn.Module):
         return loc, F.softplus(raw) + 1e-4
 
 
+def split_partly_labelled(model: Any, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of a semi-supervised family: ``x`` through the model's shape check, ``y`` labels in
+    ``[0, num_classes)`` or ``UNKNOWN`` (-1 / NaN); training data must label every class at least once."""
+    if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):
+        data = (data.x, data.y)
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(f"{name}: expected (x, y) with y = -1 (or NaN) where the label is unknown, "
+                         f"got {type(data).__name__}")
+    x = model._as_data(data[0], f"{name} (x)")
+    y = check_labels(data[1], model.num_classes, f"{name} (y)", length=len(x), unknown=UNKNOWN,
+                     every_class=name == "data")
+    return x, y
+
+
 class SemiSupervisedVAE(_CodecMixin, Model):
     r"""The M2 model of Kingma et al. (2014): y ~ Cat(1/K), z ~ N(0, I), x ~ p(x | y, z).
 
@@ -180,9 +194,6 @@ class SemiSupervisedVAE(_CodecMixin, Model):
             self.log_scale = nn.Parameter(torch.zeros(d))
 
     # -------------------------------------------------------------------- data
-    def _as_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        return self._as_data(x, name)  # the autoencoders' shape check (builds the networks on first sight)
-
     def _check_values(self, t: torch.Tensor, name: str) -> None:
         if self._data_likelihood == "bernoulli" and not torch.all((t == 0) | (t == 1)):
             raise ValueError(f"{name}: likelihood='bernoulli' needs binary data in {{0, 1}}; binarize first "
@@ -193,14 +204,7 @@ class SemiSupervisedVAE(_CodecMixin, Model):
         return self.likelihood
 
     def _split(self, data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
-        if hasattr(data, "x") and hasattr(data, "y") and not isinstance(data, torch.Tensor):
-            data = (data.x, data.y)
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
-            raise ValueError(f"{name}: expected (x, y) with y = -1 (or NaN) where the label is unknown, "
-                             f"got {type(data).__name__}")
-        x = self._as_x(data[0], f"{name} (x)")
-        y = check_labels(data[1], self.num_classes, f"{name} (y)", length=len(x), unknown=UNKNOWN,
-                         every_class=name == "data")
+        x, y = split_partly_labelled(self, data, name)
         return x, y.to(self.device)
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
@@ -310,7 +314,7 @@ class SemiSupervisedVAE(_CodecMixin, Model):
     def predict_proba(self, x: Any) -> torch.Tensor:
         """Class probabilities q(y | x), ``(n, num_classes)``."""
         self._require_built()
-        x = self._as_x(x)
+        x = self._as_data(x)
         was = self.training
         self.eval()
         with torch.no_grad():
@@ -329,7 +333,7 @@ class SemiSupervisedVAE(_CodecMixin, Model):
     def encode(self, x: Any, y: Any = None) -> torch.Tensor:
         """The style code E[z | x, y] ``(n, latent_dim)``; without ``y`` the predicted class is used."""
         self._require_built()
-        x = self._as_x(x)
+        x = self._as_data(x)
         label = self.predict(x) if y is None else self._label_arg(y, len(x), "y")
         with torch.no_grad():
             return self.encoder(self._features(x), self._onehot(label))[0]
@@ -385,7 +389,7 @@ class SemiSupervisedVAE(_CodecMixin, Model):
     def _query_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(x, tuple) and len(x) == 2 and y is None:
             x, y = x
-        x = self._as_x(x)
+        x = self._as_data(x)
         labels = None if y is None else check_labels(y, self.num_classes, "y", length=len(x),
                                                      unknown=UNKNOWN).to(self.device)
         return x, labels
