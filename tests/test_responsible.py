@@ -102,7 +102,7 @@ def test_private_fit_is_reproducible_with_its_seed():
 def test_private_gan_and_conditional_gan_train():
     x = torch.randn(300, 2)
     y = torch.randint(0, 3, (300,))
-    g = probgen.models.ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(16,))
+    g = probgen.models.ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(16,), minibatch_distance=False)
     r = g.fit((x, y), steps=10, batch_size=32, seed=0, progress=False, privacy={"epsilon": 5.0, "delta": 1e-4})
     assert r.info["privacy"]["epsilon"] <= 5.0 and "generator_loss" in r.history
     assert g.sample(4, y=1, seed=0).shape == (4, 2)

@@ -118,7 +118,8 @@ def _gan_case(data, eps: float, seed: int, quick: bool, steps: int, hidden=(64,)
     flat = lambda t: t.reshape(len(t), -1).float()  # noqa: E731
     d = flat(members[0]).shape[1]
     k = int(members[1].max()) + 1
-    gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden)
+    gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden,
+                                        minibatch_distance=False)  # not with private training
     r = gan.fit((flat(members[0]), members[1]), steps=10 if quick else steps, batch_size=BATCH, lr=lr, seed=seed,
                 progress=False, privacy=_privacy(eps))
     n = 100 if quick else 2000

@@ -449,6 +449,9 @@ def _check_private_gan(model: Any) -> None:
     if model.pack > 1:
         reasons.append("pack > 1 (PacGAN groups consecutive records, so adding one record moves every later pack "
                        "and its influence is not bounded by one clipped gradient)")
+    if getattr(model, "minibatch_distance", False):
+        reasons.append("minibatch_distance=True (each record's critic input depends on the other records of its "
+                       "batch; build it with minibatch_distance=False)")
     if model.matching_aware:
         reasons.append("a matching-aware critic (it pairs each record with another record's condition)")
     if reasons:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Generator", "Critic", "UNet", "PatchCritic", "add_spectral_norm", "pack", "use_conv"]
+__all__ = ["Generator", "Critic", "UNet", "PatchCritic", "add_spectral_norm", "pack", "use_conv", "nearest_distance"]
 
 import math
 from typing import Sequence
@@ -40,6 +40,37 @@ def pack(x: torch.Tensor, m: int) -> torch.Tensor:
     """
     n = (len(x) // m) * m
     return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+
+def nearest_distance(x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Each example's Euclidean distance to its nearest other example of the same group in ``x``.
+
+    The minibatch feature of ``GAN(minibatch_distance=True)``: a generator that sends many latents
+    to the same example gives distances near 0, which a critic judging one example at a time cannot
+    see. ``groups``: an integer label per example (``None``: one group). An example alone in its
+    group gets the mean of the others' distances (0 if no example has a partner).
+
+    Example:
+        >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0], [9.0, 9.0]])
+        >>> [round(d, 3) for d in nearest_distance(x, torch.tensor([0, 0, 0, 1])).tolist()]
+        [1.0, 4.243, 1.0, 2.081]
+    """
+    flat = x.reshape(len(x), -1)
+    sq = flat.pow(2).sum(1)
+    # squared distances by the Gram form (no n x n x d difference tensor), and the square root
+    # only of each row's minimum, kept off 0: the gradient of a distance at 0 is undefined
+    # (torch.cdist's is NaN under the double backward of an R1 or gradient penalty)
+    d2 = (sq[:, None] + sq[None, :] - 2 * flat @ flat.T).clamp_min(0)
+    apart = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    if groups is not None:
+        apart = apart | (groups[:, None] != groups[None, :])
+    nearest2 = d2.masked_fill(apart, math.inf).min(1).values
+    alone = torch.isinf(nearest2)
+    nearest = (nearest2.masked_fill(alone, 0) + 1e-12).sqrt()
+    if alone.any():
+        fill = nearest[~alone].mean() if (~alone).any() else nearest.new_zeros(())
+        nearest = torch.where(alone, fill, nearest)
+    return nearest
 
 
 def _is_image(shape: Sequence[int]) -> bool:
@@ -108,6 +139,12 @@ class Critic(nn.Module):
             features (Tancik et al. 2020) let an MLP critic resolve sharp modes that its
             spectral bias otherwise blurs.
         fourier_scale: standard deviation of the frequencies, in radians per data unit.
+        fourier_warmup: coarse-to-fine Fourier features (as BARF, Lin et al. 2021, does for
+            positional encodings): the frequencies are ordered by norm and faded in one after
+            another over the first ``fourier_warmup`` calls of ``advance()`` (0: all on from the start).
+        extra: number of per-example features given with the examples (``extra=`` of ``forward``;
+            joined to the flattened example, or as constant channels of an image), such as the
+            minibatch distance of ``nearest_distance``.
 
     Example:
         >>> Critic((2,), hidden=(8,), pack=2)(torch.zeros(6, 2)).shape
@@ -116,23 +153,28 @@ class Critic(nn.Module):
 
     def __init__(self, in_shape: Sequence[int], hidden: Sequence[int] = (128, 128), pack: int = 1,
                  cond_dim: int = 0, spectral_norm: bool = False, feature_dim: int = 128, fourier: int = 0,
-                 fourier_scale: float = 1.0, architecture: str = "auto"):
+                 fourier_scale: float = 1.0, architecture: str = "auto", extra: int = 0, fourier_warmup: int = 0):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
+        self.extra = int(extra)
         self.pack_size = int(pack)
         self.conv = use_conv(self.in_shape, architecture)
         self.fourier = int(fourier) if not self.conv else 0
+        self.fourier_warmup = int(fourier_warmup) if self.fourier else 0
         if self.fourier:
             g = torch.Generator().manual_seed(0)
-            self.register_buffer("frequencies", torch.randn(math.prod(self.in_shape), self.fourier, generator=g)
-                                 * float(fourier_scale))
+            frequencies = torch.randn(math.prod(self.in_shape), self.fourier, generator=g) * float(fourier_scale)
+            if self.fourier_warmup:  # lowest frequencies first
+                frequencies = frequencies[:, frequencies.norm(dim=0).argsort()]
+                self.register_buffer("fourier_step", torch.zeros((), dtype=torch.long))
+            self.register_buffer("frequencies", frequencies)
         if self.conv:
             c, h, w = self.in_shape
-            self.trunk = nn.Sequential(ConvEncoder((c * self.pack_size, h, w), feature_dim, channels=tuple(hidden),
+            self.trunk = nn.Sequential(ConvEncoder(((c + self.extra) * self.pack_size, h, w), feature_dim, channels=tuple(hidden),
                                                    act="leaky_relu"), nn.LeakyReLU(0.2))
             self.feature_dim = int(feature_dim)
         else:
-            d = (math.prod(self.in_shape) + 2 * self.fourier) * self.pack_size
+            d = (math.prod(self.in_shape) + 2 * self.fourier + self.extra) * self.pack_size
             self.trunk = nn.Sequential(MLP(d, int(hidden[-1]), hidden=tuple(hidden[:-1]), act="leaky_relu"),
                                        nn.LeakyReLU(0.2))
             self.feature_dim = int(hidden[-1])
@@ -141,18 +183,44 @@ class Critic(nn.Module):
         if spectral_norm:
             add_spectral_norm(self)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """Features of the packed examples, shape ``(n // pack, feature_dim)``."""
         if not self.conv:
             x = flat_rows(x)
         if self.fourier:
             proj = x @ self.frequencies
-            x = torch.cat([x, torch.sin(proj), torch.cos(proj)], 1)
+            sin, cos = torch.sin(proj), torch.cos(proj)
+            if self.fourier_warmup:
+                weight = self.fourier_weights()
+                sin, cos = sin * weight, cos * weight
+            x = torch.cat([x, sin, cos], 1)
+        if self.extra:
+            if extra is None or extra.shape != (len(x), self.extra):
+                raise ValueError(f"extra: this critic takes {self.extra} feature(s) per example, shape "
+                                 f"({len(x)}, {self.extra}); got {None if extra is None else tuple(extra.shape)}")
+            if self.conv:
+                extra = extra[:, :, None, None].expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, extra.to(x.dtype)], 1)
         x = pack(x, self.pack_size)
         return self.trunk(x)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
+    def fourier_weights(self) -> torch.Tensor:
+        """Weight of each Fourier frequency now: a cosine ramp from 0 to 1 for frequency ``k`` while
+        ``fourier * min(1, step / fourier_warmup)`` passes from ``k`` to ``k + 1``."""
+        if not self.fourier_warmup:
+            return torch.ones(self.fourier, device=self.frequencies.device)
+        reach = (self.fourier_step.float() / self.fourier_warmup).clamp(max=1.0) * self.fourier
+        k = torch.arange(self.fourier, device=reach.device)
+        return (1 - torch.cos(math.pi * (reach - k).clamp(0.0, 1.0))) / 2
+
+    @torch.no_grad()
+    def advance(self) -> None:
+        """One training step more for the coarse-to-fine Fourier features (nothing without a warm-up)."""
+        if self.fourier_warmup:
+            self.fourier_step += 1
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x, extra)
         out = self.head(h)[:, 0]
         if self.project is not None:
             if c is None:

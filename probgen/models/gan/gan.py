@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["GAN", "ConditionalGAN", "critic_objective", "generator_objective", "gradient_penalty"]
 
 import copy
+import inspect
 import math
 from typing import Any, Sequence
 
@@ -19,12 +20,14 @@ from ...core.random import seeded
 from ...core.result import FitResult
 from ...infer.loop import train
 from ...infer.options import parse_options
-from ...nn.gan_nets import Critic, Generator
+from ...nn.gan_nets import Critic, Generator, nearest_distance
 from ...nn.mlp import MLP
 
 LOSSES = ("non_saturating", "hinge", "wgan_gp")
 _COMPONENT_DIM = 16
 _RATIO_FOURIER = 64
+#: critic steps over which a Fourier critic's frequencies fade in (``fourier_warmup=None``)
+DEFAULT_FOURIER_WARMUP = 500
 
 
 # ------------------------------------------------------------------ objectives
@@ -109,8 +112,19 @@ class GAN(Model):
         fourier, fourier_scale: random Fourier features of vector inputs for the critic
             (``fourier`` frequencies drawn from ``N(0, fourier_scale^2)``, radians per
             data unit): they let the critic see modes much sharper than its MLP resolves.
+        fourier_warmup: critic steps over which the Fourier frequencies fade in, lowest first
+            (coarse to fine, as BARF, Lin et al. 2021); 0 = all from the start. ``None`` (default):
+            FOURIER_WARMUP_TODO.
         architecture: ``"auto"`` (convolutional nets for images of 16 pixels or more,
             MLPs otherwise), ``"conv"`` or ``"mlp"``.
+        minibatch_distance: the critic also sees each example's distance to its nearest neighbour
+            among the other examples of its minibatch (real among real, generated among generated;
+            within the same class for ``ConditionalGAN``), divided by its running mean over real
+            batches (``nearest_distance``; minibatch discrimination, Salimans et al. 2016, in the
+            nearest-neighbour form). A generator that sends many latents to one example gives
+            distances near 0, which a critic judging one example at a time cannot see. Calls that
+            judge single examples (``score``, ``fit_encoder``) give the feature its real-data value 1.
+            Not with private training (one record would move the others' features).
 
     Example:
         >>> import torch, probgen
@@ -123,6 +137,16 @@ class GAN(Model):
 
     family = "gan"
     renamed_config_keys = {"loss": "objective"}
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """As ``Model.upgrade_config``; files saved before ``minibatch_distance`` existed had none."""
+        config = super().upgrade_config(config)
+        if "minibatch_distance" in inspect.signature(cls.__init__).parameters:
+            config.setdefault("minibatch_distance", False)
+        if "fourier_warmup" in inspect.signature(cls.__init__).parameters:
+            config.setdefault("fourier_warmup", 0)
+        return config
     default_inference = "adversarial"
     log_prob_kind = None
     log_prob_alternative = "score(x) (f-AnoGAN, after fit_encoder) or probgen.metrics (frechet_distance, mmd)"
@@ -133,8 +157,11 @@ class GAN(Model):
                  critic_hidden: Sequence[int] | None = None, objective: str = "non_saturating",
                  spectral_norm: bool = False, pack: int = 1, ema: float | None = None, gp_weight: float = 10.0,
                  r1_weight: float | None = None, components: int = 1, fourier: int = 0, fourier_scale: float = 1.0,
-                 architecture: str = "auto"):
+                 architecture: str = "auto", minibatch_distance: bool = False, fourier_warmup: int | None = None):
         super().__init__()
+        if not isinstance(minibatch_distance, bool):
+            raise ValueError(f"minibatch_distance: expected True or False, got {minibatch_distance!r}")
+        self.minibatch_distance = minibatch_distance
         if isinstance(data_shape, int):
             data_shape = (data_shape,)
         self.data_shape = tuple(int(s) for s in data_shape)
@@ -147,6 +174,9 @@ class GAN(Model):
         if r1_weight is None:
             r1_weight = 1.0 if fourier else 0.0
         check_positive("r1_weight", r1_weight, strict=False)
+        if fourier_warmup is None:
+            fourier_warmup = DEFAULT_FOURIER_WARMUP if fourier else 0
+        check_positive("fourier_warmup", fourier_warmup, integer=True, strict=False)
         self.objective = check_choice("objective", objective, LOSSES)
         if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
             raise ValueError(f"ema: expected a decay in (0, 1) or None, got {ema!r}")
@@ -165,7 +195,10 @@ class GAN(Model):
                                    out_act="sigmoid" if self.is_image else None, architecture=architecture)
         self.critic = Critic(self.data_shape, tuple(critic_hidden or hidden), pack=self.pack, cond_dim=cond_dim,
                              spectral_norm=spectral_norm, fourier=int(fourier), fourier_scale=float(fourier_scale),
-                             architecture=architecture)
+                             architecture=architecture, extra=int(minibatch_distance),
+                             fourier_warmup=int(fourier_warmup))
+        if minibatch_distance:  # running mean of the real minibatches' nearest-neighbour distance
+            self.register_buffer("distance_scale", torch.zeros(()))
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
         self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
         # f-AnoGAN encoder (izi_f), trained after the GAN by fit_encoder
@@ -190,6 +223,30 @@ class GAN(Model):
         """The critic's own condition vectors: its own embedding, so that the generator cannot
         make the conditions uninformative to the critic."""
         return ()
+
+    def _groups(self, *cond: torch.Tensor) -> torch.Tensor | None:
+        """Group of each example for the minibatch distance (``None``: the whole batch is one group)."""
+        return None
+
+    def _judge(self, x: torch.Tensor, groups: torch.Tensor | None, *c: torch.Tensor,
+               update: bool = False) -> torch.Tensor:
+        """The critic's scores of one set of examples (all real or all generated), with the minibatch
+        distance when ``minibatch_distance`` (``update``: ``x`` is real; update the running scale)."""
+        return self.critic(x, *c, extra=self._distance_feature(x, groups, update))
+
+    def _distance_feature(self, x: torch.Tensor, groups: torch.Tensor | None, update: bool = False):
+        if not self.minibatch_distance:
+            return None
+        d = nearest_distance(x, groups)
+        if update:
+            with torch.no_grad():
+                scale = self.distance_scale
+                scale.copy_(d.mean() if float(scale) == 0 else torch.lerp(scale, d.mean(), 0.1))
+        return (d / self.distance_scale.clamp_min(1e-12))[:, None]
+
+    def _typical_feature(self, n: int):
+        """The minibatch feature of single examples judged alone: its real-data value 1."""
+        return torch.ones(n, 1, device=self.device) if self.minibatch_distance else None
 
     # ------------------------------------------------------------ Pyro program
     def model(self, n: int = 1, *cond: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -253,6 +310,7 @@ class GAN(Model):
     def critic_loss(self, x: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             fake = self._fake(len(x), self._condition(*cond))
+        self.critic.advance()
         c = self._critic_condition(*cond)
         if self.r1_weight:
             x = x.detach().requires_grad_(True)
@@ -260,16 +318,23 @@ class GAN(Model):
         # and kernel launches of two passes; for 2-D data the per-call overhead dominates)
         n = len(x) - len(x) % self.pack
         x, fake, c = x[:n], fake[:n], tuple(t[:n] for t in c)
-        both = self.critic(torch.cat([x, fake]), *(torch.cat([t, t]) for t in c))
+        groups = self._groups(*cond)
+        groups = None if groups is None else groups[:n]
+        extra = None
+        if self.minibatch_distance:  # each set's distances within itself
+            extra = torch.cat([self._distance_feature(x, groups, update=True), self._distance_feature(fake, groups)])
+        both = self.critic(torch.cat([x, fake]), *(torch.cat([t, t]) for t in c), extra=extra)
         d_real, d_fake = both[:n // self.pack], both[n // self.pack:]
         if self.matching_aware and c:
             # matching-aware critic (GAN-INT-CLS, Reed et al. 2016): real images with the
             # conditions of other examples count as fake, so conditions must be respected
             wrong = tuple(t.roll(1, 0) for t in c)
-            d_fake = torch.cat([d_fake, self.critic(x.detach(), *wrong)])
+            d_fake = torch.cat([d_fake, self.critic(x.detach(), *wrong, extra=None if extra is None
+                                                    else extra[:n].detach())])
         loss = critic_objective(self.objective, d_real, d_fake)
         if self.objective == "wgan_gp":
-            loss = loss + self.gp_weight * gradient_penalty(self.critic, x.detach(), fake, *c)
+            judge = (lambda t, *cc: self._judge(t, groups, *cc)) if self.minibatch_distance else self.critic
+            loss = loss + self.gp_weight * gradient_penalty(judge, x.detach(), fake, *c)
         if self.r1_weight:
             (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
             loss = loss + 0.5 * self.r1_weight * grad.pow(2).reshape(len(grad), -1).sum(1).mean()
@@ -288,7 +353,7 @@ class GAN(Model):
         for p in params:  # no critic gradients from the generator step (saves time)
             p.requires_grad_(False)
         try:
-            loss = generator_objective(self.objective, self.critic(fake, *c))
+            loss = generator_objective(self.objective, self._judge(fake, self._groups(*cond), *c))
         finally:
             for p in params:
                 p.requires_grad_(True)
@@ -486,8 +551,9 @@ class GAN(Model):
         recon = self._generate(self.sampling_generator, z, soft, c)
         residual = (recon - x).pow(2).reshape(len(x), -1).mean(1)
         # critic features of each example alone (replicated to fill a pack)
-        f_x = self.critic.features(x.repeat_interleave(self.pack, 0))
-        f_r = self.critic.features(recon.repeat_interleave(self.pack, 0))
+        m = len(x) * self.pack
+        f_x = self.critic.features(x.repeat_interleave(self.pack, 0), self._typical_feature(m))
+        f_r = self.critic.features(recon.repeat_interleave(self.pack, 0), self._typical_feature(m))
         return residual + kappa * (f_x - f_r).pow(2).mean(1)
 
     def score(self, x: Any, *cond: Any) -> torch.Tensor:
@@ -502,7 +568,8 @@ class GAN(Model):
         with torch.no_grad():
             if not bool(self.encoder_fitted):
                 c = tuple(t.repeat_interleave(self.pack, 0) for t in self._critic_condition(*cond))
-                return -self.critic(x.repeat_interleave(self.pack, 0), *c)
+                return -self.critic(x.repeat_interleave(self.pack, 0), *c,
+                                    extra=self._typical_feature(len(x) * self.pack))
             return self._anomaly_terms(x, *cond, kappa=getattr(self, "kappa", 1.0))
 
     def get_state_json(self) -> dict:
@@ -574,6 +641,9 @@ class ConditionalGAN(GAN):
         embed_dim: size of the label embedding given to generator and critic.
         diversity_weight: weight of the mode-seeking term (MSGAN, Mao et al. 2019) in the generator's
             loss, against collapse within a class (several latents, one image per label).
+        minibatch_distance: as for ``GAN``, within each class; on by default: a critic that judges one
+            example at a time cannot see a class collapsed onto a few sharp images (``probgen bench
+            gan-diversity``: per-class recall 0 without it on 8x8 digits).
         others: as for ``GAN``.
 
     Example:
@@ -590,14 +660,15 @@ class ConditionalGAN(GAN):
     def __init__(self, num_classes: int = 10, data_shape: Sequence[int] = (2,), latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), critic_hidden: Sequence[int] | None = None,
                  objective: str = "non_saturating", spectral_norm: bool = False, pack: int = 1, ema: float | None = None,
-                 gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16, diversity_weight: float = 0.0):
+                 gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16, diversity_weight: float = 0.0,
+                 minibatch_distance: bool = True):
         check_positive("num_classes", num_classes, integer=True)
         check_positive("embed_dim", embed_dim, integer=True)
         check_positive("diversity_weight", diversity_weight, strict=False)
         self.diversity_weight = float(diversity_weight)
         self.num_classes, self.embed_dim = int(num_classes), int(embed_dim)
         super().__init__(data_shape, latent_dim, hidden, critic_hidden, objective, spectral_norm, pack, ema, gp_weight,
-                         r1_weight)
+                         r1_weight, minibatch_distance=minibatch_distance)
         self.label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
         self.critic_label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
 
@@ -611,6 +682,9 @@ class ConditionalGAN(GAN):
 
     def _critic_condition(self, *cond: torch.Tensor) -> tuple:
         return (self.critic_label_embedding(cond[0]),)
+
+    def _groups(self, *cond: torch.Tensor) -> torch.Tensor:
+        return cond[0]
 
     def prepare_data(self, data: Any, name: str = "data") -> tuple[torch.Tensor, ...]:
         if hasattr(data, "x") and hasattr(data, "y"):
