@@ -27,7 +27,7 @@ LOSSES = ("non_saturating", "hinge", "wgan_gp")
 _COMPONENT_DIM = 16
 _RATIO_FOURIER = 64
 #: critic steps over which a Fourier critic's frequencies fade in (``fourier_warmup=None``)
-DEFAULT_FOURIER_WARMUP = 500
+DEFAULT_FOURIER_WARMUP = 750
 
 
 # ------------------------------------------------------------------ objectives
