@@ -294,7 +294,7 @@ def test_r1_penalty_is_on_by_default_with_a_fourier_critic(tmp_path):
     assert GAN(data_shape=(2,), hidden=(8,), fourier=8).r1_weight == 1.0
     assert GAN(data_shape=(2,), hidden=(8,)).r1_weight == 0.0
     assert GAN(data_shape=(2,), hidden=(8,), fourier=8, r1_weight=0.0).r1_weight == 0.0
-    gan = GAN(data_shape=(2,), hidden=(8,), fourier=8)
+    gan = GAN(data_shape=(2,), hidden=(8,), fourier=8, fourier_warmup=0)  # the critic does not change per step
     probgen.save(gan, tmp_path / "gan")
     assert probgen.load(tmp_path / "gan").r1_weight == 1.0
     # the penalty is in the critic's loss: 0.5 * r1 * E|grad_x D(x)|^2 on real data
@@ -345,3 +345,100 @@ def test_gan_robust_and_diversity_benches_quick():
     frame = gan_diversity.run(quick=True).frame()
     scores = frame[frame.metric.str.startswith("per-class")]
     assert len(scores) == 3 * (len(gan_diversity.MODELS) - 1) and ((scores.probgen >= 0) & (scores.probgen <= 1)).all()
+
+
+# ------------------------------------------------------- minibatch distance (issue 23)
+def test_nearest_distance_is_the_brute_force_nearest_neighbour_within_a_group():
+    from probgen.nn.gan_nets import nearest_distance
+
+    g = torch.Generator().manual_seed(0)
+    x, groups = torch.randn(40, 1, 3, 3, generator=g), torch.randint(0, 4, (40,), generator=g)
+    got = nearest_distance(x, groups)
+    flat = x.reshape(40, -1).double()
+    for i in range(40):
+        others = [j for j in range(40) if j != i and groups[j] == groups[i]]
+        want = min(float((flat[i] - flat[j]).norm()) for j in others)
+        assert float(got[i]) == pytest.approx(want, abs=1e-4)
+    # duplicates: distance ~0 and finite gradients even through a double backward (R1 / WGAN-GP)
+    dup = torch.cat([x[:5], x[:5]]).requires_grad_(True)
+    d = nearest_distance(dup)
+    assert float(d.detach().max()) < 1e-4
+    (grad,) = torch.autograd.grad(d.sum(), dup, create_graph=True)
+    (grad2,) = torch.autograd.grad(grad.pow(2).sum(), dup)
+    assert torch.isfinite(grad).all() and torch.isfinite(grad2).all()
+    # an example alone in its group gets the mean of the others'
+    lone = nearest_distance(torch.tensor([[0.0], [1.0], [5.0]]), torch.tensor([0, 0, 1]))
+    assert lone.tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+
+
+def test_conditional_gan_critic_sees_collapse_within_a_class():
+    """On by default for ConditionalGAN: a batch whose examples of a class are all one image gets
+    distance feature 0, a varied real batch about 1 (scaled by the running real mean)."""
+    cgan = ConditionalGAN(num_classes=3, data_shape=(4,), hidden=(16,))
+    assert cgan.minibatch_distance and not GAN(data_shape=(4,), hidden=(16,)).minibatch_distance
+    assert cgan.critic.extra == 1
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 4, generator=g) + y[:, None]
+    real = cgan._distance_feature(x, y, update=True)
+    assert float(real.mean()) == pytest.approx(1.0, rel=1e-5)
+    collapsed = cgan._distance_feature(y[:, None].float().expand(60, 4), y)
+    assert float(collapsed.max()) < 1e-3
+    # the critic's output depends on the feature (so the generator gets a gradient against collapse)
+    c = cgan._critic_condition(y)
+    assert not torch.allclose(cgan.critic(x, *c, extra=real), cgan.critic(x, *c, extra=torch.zeros_like(real)))
+    # scoring judges each example alone: it does not depend on the other examples of the batch
+    cgan.fit((x, y), steps=5, batch_size=30, progress=False, seed=0)
+    both = cgan.score(x[:10], y[:10])
+    assert torch.allclose(both[:3], cgan.score(x[:3], y[:3]))
+    with pytest.raises(ValueError, match="minibatch_distance"):
+        ConditionalGAN(num_classes=3, data_shape=(4,), minibatch_distance=1)
+
+
+def test_private_training_refuses_the_minibatch_distance():
+    cgan = ConditionalGAN(num_classes=2, data_shape=(2,), hidden=(8,))
+    x, y = torch.randn(64, 2), torch.arange(64) % 2
+    with pytest.raises(ValueError, match="minibatch_distance=False"):
+        cgan.fit((x, y), steps=2, batch_size=16, progress=False, privacy={"epsilon": 5.0, "delta": 1e-4})
+
+
+def test_configs_saved_before_the_new_defaults_load_with_them_off():
+    """Files written before ``minibatch_distance`` and ``fourier_warmup`` existed carry neither key: they
+    build the nets they were saved with (both off), so their weights load unchanged."""
+    old = ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(8,), minibatch_distance=False)
+    config = old.get_config()
+    del config["minibatch_distance"]
+    new = ConditionalGAN.from_config(config)
+    assert not new.minibatch_distance
+    new.load_state_dict(old.state_dict())  # strict: same nets, same buffers
+    old = GAN(data_shape=(2,), hidden=(8,), fourier=8, fourier_warmup=0)
+    config = old.get_config()
+    del config["fourier_warmup"]
+    new = GAN.from_config(config)
+    assert new.critic.fourier_warmup == 0
+    new.load_state_dict(old.state_dict())
+    assert torch.equal(new.critic.frequencies, old.critic.frequencies)
+
+
+# ------------------------------------------------------- coarse-to-fine Fourier critic (issue 23)
+def test_fourier_frequencies_fade_in_lowest_first(tmp_path):
+    gan = GAN(data_shape=(2,), hidden=(8,), fourier=16, fourier_warmup=10)
+    assert GAN(data_shape=(2,), hidden=(8,), fourier=16).critic.fourier_warmup == 750  # the default
+    assert GAN(data_shape=(2,), hidden=(8,)).critic.fourier_warmup == 0
+    critic = gan.critic
+    norms = critic.frequencies.norm(dim=0)
+    assert torch.all(norms[1:] >= norms[:-1])
+    assert float(critic.fourier_weights().max()) == 0.0  # only the raw coordinates at first
+    seen = []
+    for _ in range(10):
+        gan.critic_loss(torch.randn(8, 2))  # one critic step each
+        seen.append(critic.fourier_weights())
+    w = torch.stack(seen)
+    assert torch.all(w[1:] >= w[:-1]) and torch.all(w[:, 1:] <= w[:, :-1])  # grows; low frequencies lead
+    assert torch.equal(w[-1], torch.ones(16)) and 0 < float(w[4].sum()) < 16
+    # a warmed-up critic judges with every frequency, and a saved file keeps the count of steps
+    x = torch.randn(5, 2)
+    back = probgen.load(probgen.save(gan, tmp_path / "gan"))
+    assert int(back.critic.fourier_step) == 10 and torch.allclose(back.critic(x), gan.critic(x))
+    with pytest.raises(ValueError, match="fourier_warmup"):
+        GAN(data_shape=(2,), fourier=4, fourier_warmup=-1)

@@ -284,7 +284,7 @@ def _spread_row(value: float) -> dict:
     ok = None if not math.isfinite(value) else bool(value >= THRESHOLDS["sample_spread"])
     return _row("sample spread / data spread", value, THRESHOLDS["sample_spread"], ok,
                 "generated samples have collapsed to a few points: add an R1 penalty (r1_weight), packing "
-                "(pack=4) or a smaller lr, and refit")
+                "(pack=4), the minibatch distance (minibatch_distance=True) or a smaller lr, and refit")
 
 
 # ------------------------------------------------------------------------------ all checks

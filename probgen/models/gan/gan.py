@@ -102,9 +102,10 @@ class GAN(Model):
         r1_weight: weight of the R1 penalty on real data (Mescheder et al. 2018), 0 = off. ``None``
             (default): 1.0 with a Fourier critic, 0 otherwise. A Fourier critic resolves sharp modes
             well enough to separate real from fake perfectly: its hinge loss then sits at 0, the
-            generator gets no gradient and collapses (``probgen bench gan-robust``, 1,000 steps: on a
-            6-Gaussian hexagon 3 of 10 seeds without the penalty, 0 of 10 with it; on ring8 5 of 10
-            without, still 3 of 10 with it); R1 keeps the critic's gradients at real data small.
+            generator gets no gradient and collapses (``probgen bench gan-robust``, 1,000 steps, before
+            ``fourier_warmup``: on a 6-Gaussian hexagon 3 of 10 seeds without the penalty, 0 of 10 with
+            it; on ring8 5 of 10 without, still 3 of 10 with it); R1 keeps the critic's gradients at
+            real data small.
         components: size of a discrete latent (site ``"component"``, uniform) whose
             learned embedding joins z: a generator from a connected latent space
             cannot put no mass between disconnected modes; a discrete latent can
@@ -114,7 +115,12 @@ class GAN(Model):
             data unit): they let the critic see modes much sharper than its MLP resolves.
         fourier_warmup: critic steps over which the Fourier frequencies fade in, lowest first
             (coarse to fine, as BARF, Lin et al. 2021); 0 = all from the start. ``None`` (default):
-            FOURIER_WARMUP_TODO.
+            750 with a Fourier critic (``DEFAULT_FOURIER_WARMUP``), 0 otherwise. With every sharp
+            frequency on from the first step, the critic's ripples pull the generator's first, still
+            shapeless samples into a few of its modes, and some seeds never leave them (``probgen bench
+            gan-robust``: on ring8, collapses the R1 penalty alone does not prevent); a critic that starts
+            from the raw coordinates spreads the samples first and then sharpens them. A fit shorter than
+            the warm-up never sees the highest frequencies.
         architecture: ``"auto"`` (convolutional nets for images of 16 pixels or more,
             MLPs otherwise), ``"conv"`` or ``"mlp"``.
         minibatch_distance: the critic also sees each example's distance to its nearest neighbour
