@@ -33,7 +33,7 @@ smallest private part that still learns:
   what each digit looks like) beside a one-unit hidden layer and a 2-d latent; 50 steps, lr 0.1.
   The earlier setting (hidden 32, latent 4, 300 steps of batch 128) gave validation TSTR 0.29 at
   epsilon 1 against 0.72 now, for the same non-private TSTR (0.82 / 0.81).
-- DP-GAN: the critic learns ten times faster than the generator (critic lr 0.01, generator lr
+- DP-GAN: the critic learns 20 times faster than the generator (critic lr 0.01, generator lr
   5e-4; the generator reads no record, only the private critic); 300 critic steps of expected
   batch 256.
 The bench also measures the optional DWT-DCT watermark's detection rate after common
