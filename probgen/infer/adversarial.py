@@ -19,14 +19,13 @@ from ..core.random import seeded
 from .diagnostics import sample_spread
 from .loop import make_optimizer, synchronize_gradients, train
 from .options import parse_options
-
-_REQUIRED = ("critic_loss", "generator_loss", "critic_parameters", "generator_parameters")
+from .protocols import AdversarialModel, CollapseProbe, GeneratorHook, ValidatedModel, hook, members, satisfies
 
 
 def fit_adversarial(model: Model, data: Any, **options: Any):
     """Extra options: ``num_critic`` (critic steps per generator step), ``critic_lr``, ``betas``."""
-    missing = [name for name in _REQUIRED if not hasattr(model, name)]
-    if missing:
+    if not satisfies(model, AdversarialModel):
+        missing = [name for name in members(AdversarialModel) if not callable(getattr(type(model), name, None))]
         raise ValueError(f"inference: {type(model).__name__} cannot be trained adversarially (it lacks {missing})")
     opts = parse_options("adversarial", options, extra={"num_critic": 1, "critic_lr": None, "betas": (0.5, 0.999)},
                          defaults={"lr": 2e-4})
@@ -45,18 +44,20 @@ def fit_adversarial(model: Model, data: Any, **options: Any):
     if opts.distributed:
         synchronize_gradients(opt_g)
         synchronize_gradients(opt_c)
-    eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
+    validation_loss = hook(model, ValidatedModel)
+    eval_fn = (lambda b: float(validation_loss(*b))) if validation_loss is not None else None
     with private if private is not None else contextlib.nullcontext():
         if private is not None:
             opt_c, opts = private.optimizer(opt_c), private.options
         step_fn = adversarial_step(model, opt_c, opt_g, int(opts.extra["num_critic"]), private)
         result = train(model, tensors, opts, engine="adversarial", step_fn=step_fn, eval_fn=eval_fn, val_tensors=val)
+    probe = hook(model, CollapseProbe)
     if private is not None:
         # no sample-spread diagnostic: it reads the records outside the privacy budget
         result.info["privacy"] = private.report()
-    elif hasattr(model, "diagnostic_samples"):  # for the sample-collapse check of result.diagnostics()
+    elif probe is not None:  # for the sample-collapse check of result.diagnostics()
         with seeded(opts.seed):
-            result.info["sample_spread"] = sample_spread(*model.diagnostic_samples(*(t[:512] for t in tensors)))
+            result.info["sample_spread"] = sample_spread(*probe(*(t[:512] for t in tensors)))
     return result
 
 
@@ -105,6 +106,7 @@ def adversarial_step(model: Any, opt_c: Any, opt_g: Any, num_critic: int = 1,
         (['critic_loss'], ['critic_loss', 'generator_loss', 'loss'])
     """
     hooks = hooks if hooks is not None else StepHooks()
+    after_generator_step = hook(model, GeneratorHook)
     count = 0
 
     def step_fn(batch: tuple, step: int) -> dict:
@@ -126,8 +128,8 @@ def adversarial_step(model: Any, opt_c: Any, opt_g: Any, num_critic: int = 1,
                 gen = model.generator_loss(*gen_batch)
                 gen.backward()
                 opt_g.step()
-            if hasattr(model, "after_generator_step"):
-                model.after_generator_step()
+            if after_generator_step is not None:
+                after_generator_step()
             record["generator_loss"] = float(gen.detach())
             record["loss"] = record["generator_loss"]
         return record

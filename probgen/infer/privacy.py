@@ -56,6 +56,7 @@ import torch
 
 from .adversarial import StepHooks
 from .options import FitOptions
+from .protocols import AveragedWeights, hook
 
 #: the engines that can train privately
 PRIVATE_ENGINES = ("svi", "mle", "adversarial")
@@ -371,6 +372,7 @@ def train_private(model: torch.nn.Module, tensors: tuple, opts: FitOptions, *, e
     spec = parse_privacy(opts.privacy, n)
     batch_size, total = _plan(opts, n, default_steps)
     dp = _Private(spec, n, batch_size, total)
+    after_optimizer_step = hook(model, AveragedWeights)
     state: dict = {}
 
     def setup(batch: tuple) -> None:
@@ -405,8 +407,8 @@ def train_private(model: torch.nn.Module, tensors: tuple, opts: FitOptions, *, e
             record["loss"] = float(loss.detach())
         opt.step()
         dp.account()
-        if hasattr(model, "after_optimizer_step"):
-            model.after_optimizer_step()
+        if after_optimizer_step is not None:
+            after_optimizer_step()
         return record
 
     plain = dataclasses.replace(opts, privacy=None)
