@@ -463,12 +463,20 @@ class PrivateCritic(StepHooks):
     batches; the generator sees no record.
 
     ``probgen.infer.adversarial.fit_adversarial`` runs the same ``adversarial_step`` with this object
-    as its hooks (``StepHooks``), inside ``with private_critic:`` (which attaches Opacus's per-record
+    as its hooks (``StepHooks``), inside ``with PrivateCritic(...)`` (which attaches Opacus's per-record
     gradient hooks to the critic and removes them after). Each critic step's loss covers ``k`` real
     records and ``k`` generated examples (drawn with the records' conditions); Opacus gives one
     gradient per row, and the rows of real record ``i`` and of its generated partner are added before
     clipping, so one record moves the summed gradient by at most ``max_grad_norm`` (as in Opacus's
     DCGAN example, which pairs them by running both halves through the critic separately).
+
+    Example (what ``fit(..., privacy=...)`` of a GAN runs):
+        >>> import torch, probgen
+        >>> gan = probgen.models.GAN(data_shape=(2,), hidden=(8,))
+        >>> r = gan.fit(torch.randn(200, 2), steps=5, batch_size=32, seed=0, progress=False,
+        ...             privacy={"epsilon": 3.0, "delta": 1e-3})
+        >>> r.info["privacy"]["epsilon"] <= 3.0
+        True
     """
 
     def __init__(self, model: Any, tensors: tuple, opts: FitOptions):
