@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.random import seeded
 from .harness import Report
 
 EPSILONS = (1.0, 3.0, 8.0, math.inf)
@@ -135,7 +136,8 @@ def _gan_case(data, eps: float, seed: int, quick: bool, steps: int, batch: float
     flat = lambda t: t.reshape(len(t), -1).float()  # noqa: E731
     d = flat(members[0]).shape[1]
     k = int(members[1].max()) + 1
-    gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden)
+    with seeded(seed):  # the GAN draws its initial weights when built (the VAE builds inside fit, seeded)
+        gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden)
     r = gan.fit((flat(members[0]), members[1]), steps=10 if quick else steps, batch_size=round(batch * len(members[0])),
                 lr=lr, critic_lr=critic_lr, seed=seed, progress=False, privacy=_privacy(eps))
     n = 100 if quick else 2000
