@@ -52,8 +52,8 @@ class SemiSupervisedGAN(_CodecMixin, Model):
 
     The discriminator outputs K logits l_1..l_K for the real classes; the logit of the
     (K+1)-th class, "generated", is fixed at 0, so D(x) = Z / (Z + 1) with Z = sum_k exp l_k is the
-    probability that x is real. Its loss is the cross-entropy on the labelled examples plus the
-    GAN loss -log D(x) - log(1 - D(G(z))) on every example; the generator matches the mean of
+    probability that x is real. Its loss is the cross-entropy on the labelled examples plus
+    ``unsupervised_weight`` times the GAN loss -log D(x) - log(1 - D(G(z))) on every example; the generator matches the mean of
     the discriminator's last hidden layer on real and generated data (feature matching).
     Trained by probgen's ``adversarial`` engine (``critic_loss`` / ``generator_loss``).
     ``fit((x, y))`` takes ``-1`` (or NaN) for unknown labels; labelled examples are repeated to
@@ -63,7 +63,9 @@ class SemiSupervisedGAN(_CodecMixin, Model):
     ``predict`` / ``predict_proba`` use the discriminator's K classes. ``sample(n)`` draws from the
     generator (an unconditional one, as in the paper); ``sample(n, label=c)`` keeps the draws the
     discriminator classifies as c (rejection). A GAN has no likelihood: ``log_prob`` raises;
-    ``score(x) = -log D(x)``.
+    ``score(x) = -log D(x)``. With ``ema`` set, predictions (and the rejection above) use a moving
+    average of the discriminator's weights (Polyak averaging), which smooths the last iterates'
+    noise; training itself is unchanged.
 
     Arguments:
         data_shape: shape of one example (values in [0, 1]); ``None``: taken from the data at ``fit``.
@@ -73,6 +75,9 @@ class SemiSupervisedGAN(_CodecMixin, Model):
         critic_hidden: the discriminator's hidden sizes.
         input_noise, hidden_noise: standard deviations of the discriminator's Gaussian noise layers.
         weight_norm: weight normalisation of the discriminator's layers.
+        unsupervised_weight: weight of the real / generated term against the labelled cross-entropy
+            (0.5 in the paper's code).
+        ema: decay of the averaged discriminator used for predictions (e.g. 0.99), or ``None``.
 
     References:
         Salimans, Goodfellow, Zaremba, Cheung, Radford, Chen (2016). Improved techniques for training GANs. NeurIPS.
