@@ -61,8 +61,8 @@ def _setting(quick: bool) -> dict:
             "m1": {"latent_dim": 50, "hidden": (600, 600)}, "m1_epochs": 30, "workers": 2,
             # (model arguments, fit options, candidates chosen among on the validation labels)
             "M2": ({"latent_dim": 16, "hidden": (256,)}, {"epochs": 2, "lr": 1e-3}, [{"alpha": 50.0}]),
-            "M1+M2": ({"latent_dim": 16, "hidden": (256,), "classifier_dropout": 0.2}, {"epochs": 20, "lr": 1e-3, "batch_size": 100},
-                      [{"alpha": 50.0}]),
+            "M1+M2": ({"latent_dim": 16, "hidden": (256,), "classifier_dropout": 0.2},
+                      {"epochs": 20, "lr": 1e-3, "batch_size": 100}, [{"alpha": 50.0}]),
             # Salimans et al.'s MNIST recipe (lr 0.003, beta1 0.5, noise 0.3 / 0.5, weight norm, batch-norm +
             # softplus generator, feature matching, labelled rows recycled in every batch) with a smaller critic
             # (500-250-250 instead of 1000-500-250-250-250: 2.4x cheaper a step) and an averaged critic for predictions
