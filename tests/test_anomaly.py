@@ -267,7 +267,12 @@ def test_bench_quick_compares_probgen_and_pyod_on_every_data_set():
     assert ((suite[["probgen AUC", "PyOD AUC"]] > 0.5) & (suite[["probgen AUC", "PyOD AUC"]] <= 1)).all().all()
     digits = report.tables["one-class digits: mean over digits (fit+score s: per digit)"]
     assert set(PEERS) <= set(digits.index)
-    assert {"probgen VAE (IWAE)", "probgen VAE + complexity (Serra)", "probgen VAE + likelihood ratio (Ren)"} <= set(digits.index)
+    assert {"probgen VAE (IWAE)", "probgen VAE + complexity (Serra)", "probgen VAE + likelihood ratio (Ren)",
+            "probgen PixelCNN (exact -log p, binarized)", "probgen PixelCNN + complexity (Serra)",
+            "probgen f-AnoGAN (GAN)"} <= set(digits.index)
+    cancer = report.tables[next(k for k in report.tables if k.startswith("breast cancer"))]
+    assert {"probgen Gaussian copula (exact -log p)", "probgen Gaussian copula, longer-tail probability",
+            "COPOD"} <= set(cancer.index)
 
 
 def test_bayesian_network_tables_are_scored_by_exact_log_likelihood_in_any_batch():
