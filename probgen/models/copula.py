@@ -153,7 +153,7 @@ class GaussianCopula(Model):
         centred = x - x.mean(0)
         m3 = centred.pow(3).mean(0)
         self.skew_sign = torch.where(m3 < 0, -1.0, 1.0).to(x).to(self.points.device)
-        z = self.normal_scores(x)
+        z = self._normal_scores(x.to(self.points.device))
         corr = torch.as_tensor(np.corrcoef(z.cpu().numpy().T), dtype=torch.float64).reshape(self.num_features, -1)
         corr = torch.nan_to_num(corr, nan=0.0)
         corr.fill_diagonal_(1.0)
@@ -228,9 +228,12 @@ class GaussianCopula(Model):
 
     def normal_scores(self, x: Any) -> torch.Tensor:
         """``z_j = Phi^{-1}(F_j(x_j))``, shape ``(n, num_features)``, computed from the smaller tail."""
+        self._require("normal_scores")
+        return self._normal_scores(self._check_x(x))
+
+    def _normal_scores(self, x: torch.Tensor) -> torch.Tensor:
         from scipy.special import ndtri_exp
 
-        x = self._check_x(x)
         lower, upper = self._log_cdfs_rows(x)
         lo, up = lower.cpu().numpy(), upper.cpu().numpy()
         z = np.where(lo < up, ndtri_exp(np.minimum(lo, 0.0)), -ndtri_exp(np.minimum(up, 0.0)))
@@ -249,7 +252,7 @@ class GaussianCopula(Model):
         x = self._check_x(x)
         if not len(x):  # the empty-batch rule (probgen.core.rows)
             return torch.zeros(0, dtype=torch.get_default_dtype(), device=x.device)
-        out = self.marginal_log_prob(x).sum(1) + self._copula_log_density(self.normal_scores(x))
+        out = self.marginal_log_prob(x).sum(1) + self._copula_log_density(self._normal_scores(x))
         return out.to(torch.get_default_dtype())
 
     def _sample(self, n: int) -> torch.Tensor:
