@@ -192,3 +192,23 @@ def test_registry_lists_families_and_rejects_unknown():
     assert "linear_regression" in names and names == sorted(names)
     with pytest.raises(KeyError, match="linear_regression"):
         probgen.models.get("no_such_family")
+
+
+def test_progress_bar_is_quiet_off_a_terminal_and_shows_on_one(monkeypatch):
+    import io
+
+    from probgen.core.progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        bar = progress_bar(range(3), desc="work", leave=True)
+        assert bar.disable is (not shown)
+        for _ in bar:
+            pass
+        assert ("work" in stream.getvalue()) is shown
+    bar = progress_bar(range(3), enabled=False)
+    assert bar.disable

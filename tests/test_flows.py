@@ -152,7 +152,7 @@ def test_save_load_round_trip_keeps_density_and_standardization(tmp_path):
 # ----------------------------------------------------------------- finance
 def test_garch_log_prob_matches_arch_loglikelihood():
     r = probgen.datasets.load("sp500")["log_return"].to_numpy()[:800] * 100
-    g = GarchT().fit(r, n_train=700)
+    g = GarchT().fit(r, num_train=700)
     assert abs(g.log_prob()[:700].sum() - g.result.loglikelihood) < 1e-3 * abs(g.result.loglikelihood)
     q = g.quantile([0.01, 0.05])
     assert q.shape == (800, 2) and np.all(q[:, 0] < q[:, 1])

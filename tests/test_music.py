@@ -163,9 +163,9 @@ def test_harmonisation_keeps_the_soprano(models, name):
 
 def test_bad_input_is_refused(models, tmp_path):
     m = models["RollNADE"]
-    with pytest.raises(ValueError, match="n_frames"):
+    with pytest.raises(ValueError, match="num_frames"):
         m.sample(0)
-    with pytest.raises(ValueError, match="n_frames"):
+    with pytest.raises(ValueError, match="num_frames"):
         m.sample(-3, seed=0)
     with pytest.raises(ValueError, match="outside the model's range"):
         m.sample(4, primer=[[60, 70]])

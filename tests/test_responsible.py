@@ -99,6 +99,31 @@ def test_private_fit_is_reproducible_with_its_seed():
     assert _max_diff(*out) == 0.0
 
 
+def test_label_skip_cvae_learns_each_class_privately_and_round_trips(tmp_path):
+    # class c lights pixel c of a 2x2 image, nothing else: the per-class offset must learn it
+    y = torch.arange(200) % 4
+    x = torch.nn.functional.one_hot(y, 4).float().reshape(200, 1, 2, 2)
+    vae = probgen.models.VAE(latent_dim=1, hidden=(2,), num_classes=4, label_skip=True)
+    r = vae.fit((x, y), steps=30, batch_size=50, lr=0.1, seed=0, progress=False,
+                privacy={"noise_multiplier": 1.0, "delta": 1e-3})  # a given noise: no search for it
+    assert 0 < r.info["privacy"]["epsilon"] < 20
+    assert vae.decoder.skip.weight.shape == (4, 4)
+    samples = vae.sample(200, y=y, seed=0).reshape(200, 4)
+    per_class = torch.stack([samples[y == c].mean(0) for c in range(4)])
+    assert (per_class.argmax(1) == torch.arange(4)).all()  # each class lights its own pixel most
+    probgen.save(vae, tmp_path / "cvae.safetensors")
+    back = probgen.load(tmp_path / "cvae.safetensors")
+    assert back.get_config()["label_skip"] is True
+    assert torch.equal(back.sample(8, y=2, seed=1), vae.sample(8, y=2, seed=1))
+
+
+def test_label_skip_needs_classes():
+    with pytest.raises(ValueError, match="label_skip"):
+        probgen.models.VAE(label_skip=True)
+    with pytest.raises(ValueError, match="label_skip"):
+        probgen.models.VAE(num_classes=3, label_skip=1)
+
+
 def test_private_gan_and_conditional_gan_train():
     x = torch.randn(300, 2)
     y = torch.randint(0, 3, (300,))

@@ -391,7 +391,7 @@ def sp500_days(quick: bool = False, seeds=(0, 1, 2), top: float = 0.05) -> tuple
     results, day_scores = {}, {}
 
     start = time.perf_counter()
-    garch = GarchT().fit(r, n_train=n_train + n_val)
+    garch = GarchT().fit(r, num_train=n_train + n_val)
     results["GARCH(1,1)-t (arch), -log p one day ahead"] = (-garch.log_prob()[test], time.perf_counter() - start)
 
     steps = 20 if quick else 2000

@@ -55,7 +55,7 @@ def _sp500(report: Report, quick: bool, device) -> None:
         rows.append({"model": model.name, "test LL/day": model.log_prob(r_test).mean()})
         quantiles[model.name] = model.quantile(ALPHAS, int(test.sum()))
     start = time.perf_counter()
-    garch = GarchT().fit(r, n_train=n_train + n_val)
+    garch = GarchT().fit(r, num_train=n_train + n_val)
     timings[garch.name] = time.perf_counter() - start
     rows.append({"model": garch.name, "test LL/day": garch.log_prob()[test].mean(),
                  "fit s": timings[garch.name]})

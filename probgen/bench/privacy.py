@@ -16,11 +16,28 @@ Cases: a conditional VAE (svi) and a conditional GAN with a private critic (DP-G
 adversarial) on ``digits_binary`` (8x8: the 1,438 training digits are the members, the
 359 validation and test digits the attacker's holdout, TSTR is tested on the test split),
 and a conditional GAN on scikit-learn's breast cancer table (30 standardised columns; 300
-members, 99 holdout, 170 test). delta = 1e-5, max_grad_norm = 1.0, RDP accountant.
-Hyper-parameters (small networks, expected batch 128, lr, 300-600 steps) were picked once for
-epsilon = 3 by TSTR on a validation split carved from the digits' training split (a few
-settings tried by hand; that search is not counted in the budget) and are the same at
-every epsilon, including the non-private baseline.
+members, 99 holdout, 170 test). delta = 1e-5, max_grad_norm = 1.0, Opacus's PRV accountant
+(its noise multiplier for the same (epsilon, delta) is about 7% below the RDP accountant's).
+
+Settings, the same at every epsilon, the non-private baseline (epsilon = inf: the same model,
+batch and steps, ordinary training) included: they were picked by TSTR on a validation split
+carved from the training data (digits: 20% of the training split, the model trained on the
+other 80%; breast cancer: 60 of the 300 members), never on the test split, among a few dozen
+settings tried by hand at epsilon 1 and 3 (that search is not counted in the budget). What the
+validation runs showed: DP-SGD pays for every step it takes and for every dimension of the
+private gradient, so the settings use few large-batch steps (for the cVAE and the table an
+expected batch of 78-83% of the records: a high sampling rate, few compositions) with a high
+learning rate, and the smallest private part that still learns:
+
+- cVAE: ``label_skip=True`` (a per-class offset on the decoder's logits, 640 numbers that carry
+  what each digit looks like) beside a one-unit hidden layer and a 2-d latent; 50 steps, lr 0.1.
+  The earlier setting (hidden 32, latent 4, 300 steps of batch 128, RDP accountant) gave validation
+  TSTR 0.29 at epsilon 1 against 0.72 now (PRV; the accountant alone moved a neighbouring setting
+  from 0.61 to 0.64); non-private 0.82 before, 0.81 now.
+- DP-GAN: the critic learns 20 times faster than the generator (critic lr 0.01, generator lr
+  5e-4; the generator reads no record, only the private critic); digits: 300 critic steps of an
+  expected 22% of the members, breast cancer: 100 of 83%. Each GAN is built under its seed (its
+  initial weights are drawn then).
 
 The bench also measures the optional DWT-DCT watermark's detection rate after common
 edits (``probgen.responsible.watermark.detection_rates``).
@@ -39,11 +56,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.random import seeded
 from .harness import Report
 
 EPSILONS = (1.0, 3.0, 8.0, math.inf)
 DELTA = 1e-5
-BATCH = 128
+ACCOUNTANT = "prv"
 
 
 def _digits(seed: int):
@@ -69,7 +87,8 @@ def _cancer(seed: int):
 
 
 def _privacy(eps: float) -> dict | None:
-    return None if math.isinf(eps) else {"epsilon": eps, "delta": DELTA, "max_grad_norm": 1.0}
+    return None if math.isinf(eps) else {"epsilon": eps, "delta": DELTA, "max_grad_norm": 1.0,
+                                         "accountant": ACCOUNTANT}
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -99,9 +118,9 @@ def _vae_case(eps: float, seed: int, quick: bool) -> dict:
     import probgen
 
     members, holdout, test = _digits(seed)
-    vae = probgen.models.VAE(latent_dim=4, hidden=(32,), num_classes=10)
-    r = vae.fit(members, steps=10 if quick else 300, batch_size=BATCH, lr=2e-2, seed=seed, progress=False,
-                privacy=_privacy(eps))
+    vae = probgen.models.VAE(latent_dim=2, hidden=(1,), num_classes=10, label_skip=True)
+    r = vae.fit(members, steps=10 if quick else 50, batch_size=round(0.78 * len(members[0])), lr=0.1, seed=seed,
+                progress=False, privacy=_privacy(eps))
     n = 100 if quick else 2000
     y = _labels(n, 10, seed)
     fake = vae.sample(n, y=y, seed=seed)
@@ -111,16 +130,19 @@ def _vae_case(eps: float, seed: int, quick: bool) -> dict:
     return {**out, "epsilon_spent": r.info.get("privacy", {}).get("epsilon", math.inf), "seconds": r.wall_time}
 
 
-def _gan_case(data, eps: float, seed: int, quick: bool, steps: int, hidden=(64,), lr=2e-3) -> dict:
+def _gan_case(data, eps: float, seed: int, quick: bool, steps: int, batch: float, hidden=(64,), lr=5e-4,
+              critic_lr=1e-2) -> dict:
+    """``batch``: the expected batch as a fraction of the members."""
     import probgen
 
     members, holdout, test = data(seed)
     flat = lambda t: t.reshape(len(t), -1).float()  # noqa: E731
     d = flat(members[0]).shape[1]
     k = int(members[1].max()) + 1
-    gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden)
-    r = gan.fit((flat(members[0]), members[1]), steps=10 if quick else steps, batch_size=BATCH, lr=lr, seed=seed,
-                progress=False, privacy=_privacy(eps))
+    with seeded(seed):  # the GAN draws its initial weights when built (the VAE builds inside fit, seeded)
+        gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden)
+    r = gan.fit((flat(members[0]), members[1]), steps=10 if quick else steps, batch_size=round(batch * len(members[0])),
+                lr=lr, critic_lr=critic_lr, seed=seed, progress=False, privacy=_privacy(eps))
     n = 100 if quick else 2000
     y = _labels(n, k, seed)
     fake = gan.sample(n, y=y, seed=seed)
@@ -151,12 +173,13 @@ def _watermark(report: Report, quick: bool) -> None:
 
 def run(quick: bool = False, device: str = "cpu") -> Report:
     report = Report("privacy", "DP-SGD privacy / utility: membership-inference AUC against TSTR accuracy")
-    seeds = (0,) if quick else (0, 1)
+    seeds = (0,) if quick else (0, 1, 2)
     epsilons = (3.0, math.inf) if quick else EPSILONS
     cases = {
         "digits cVAE (svi)": lambda e, s: _vae_case(e, s, quick),
-        "digits cGAN (DP critic)": lambda e, s: _gan_case(_digits, e, s, quick, steps=600),
-        "breast cancer cGAN (DP critic)": lambda e, s: _gan_case(_cancer, e, s, quick, steps=300, hidden=(32,)),
+        "digits cGAN (DP critic)": lambda e, s: _gan_case(_digits, e, s, quick, steps=300, batch=0.22),
+        "breast cancer cGAN (DP critic)": lambda e, s: _gan_case(_cancer, e, s, quick, steps=100, batch=0.83,
+                                                                 hidden=(32,)),
     }
     rows = []
     start = time.perf_counter()
@@ -168,6 +191,8 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
     mean = frame.groupby(["case", "epsilon"], sort=False)[
         ["epsilon_spent", "mia_auc", "mia_distance", "mia_likelihood", "tstr", "trtr", "seconds"]].mean()
     report.table(f"mean over seeds {list(seeds)} (mia_auc = the stronger attack; 0.5 = no leak)", mean)
+    spread = frame.groupby(["case", "epsilon"], sort=False)[["mia_auc", "tstr"]].agg(["min", "max"])
+    report.table("range over the seeds", spread)
     for case in cases:
         sub = mean.loc[case]
         base = sub.loc[math.inf]
@@ -183,7 +208,7 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
             report.add(case, f"eps={eps:g}: membership-inference AUC", float(row["mia_auc"]), float(base["mia_auc"]),
                        baseline_name="eps=inf")
     _watermark(report, quick)
-    report.note(f"delta={DELTA}, max_grad_norm=1.0, RDP accountant, Poisson sampling (expected batch {BATCH}); "
+    report.note(f"delta={DELTA}, max_grad_norm=1.0, {ACCOUNTANT.upper()} accountant, Poisson sampling; "
                 f"whole run {time.perf_counter() - start:.0f} s")
     report.note("synthcity's DP generators were not run: synthcity 0.2.2 needs decaf-synthetic-data, which pulls "
                 "torchtext 0.18 (built for torch 2.3), and its resolver did not finish against the pinned torch "

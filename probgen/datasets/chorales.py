@@ -102,10 +102,10 @@ def _score_roll(score, step: float) -> tuple[np.ndarray, int, int] | None:
     """(frames, 128) uint8 roll of a score, the number of parts, and the tonic pitch class / mode code."""
     parts = list(score.parts)
     end = float(score.highestTime)
-    n_frames = int(np.ceil(end / step - 1e-9))
-    if n_frames <= 0:
+    num_frames = int(np.ceil(end / step - 1e-9))
+    if num_frames <= 0:
         return None
-    roll = np.zeros((n_frames, 128), dtype=np.uint8)
+    roll = np.zeros((num_frames, 128), dtype=np.uint8)
     for part in parts:
         for element in part.flatten().notes:
             duration = float(element.quarterLength)

@@ -25,6 +25,7 @@ from ..core.rows import require_examples
 from .diagnostics import NonFiniteGuard
 from .distributed import DistributedContext, shard_batch, world
 from .options import FitOptions
+from .protocols import AveragedWeights, hook
 
 
 def make_optimizer(params, opts: FitOptions, lr: float | None = None, betas: tuple[float, float] | None = None,
@@ -133,6 +134,7 @@ def train(
         model.train()
         main = ctx.rank == 0
         guard = NonFiniteGuard(model, engine, opts.lr)  # NaN/inf loss: stop, keep the last good state
+        after_step = hook(model, AveragedWeights)
         if segment_fn is not None and not ctx.active:
             bar = progress_bar(total=total, enabled=opts.progress, desc=f"{type(model).__name__} [{engine}]")
             stopped_early, steps_done = _train_segments(
@@ -154,8 +156,8 @@ def train(
                     torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                    opts.clip_norm or 10.0)
                 optimizer.step()
-                if hasattr(model, "after_optimizer_step"):
-                    model.after_optimizer_step()  # e.g. EMA weights
+                if after_step is not None:
+                    after_step()  # e.g. EMA weights
                 record = {"step": step, "loss": float(loss.detach())}
             else:
                 record = {"step": step, **step_fn(batch, step)}

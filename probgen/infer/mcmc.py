@@ -36,6 +36,7 @@ from ..core.result import FitResult
 from .diagnostics import DepthRecordingNUTS
 from .loop import train
 from .options import parse_options
+from .protocols import EnergyModel, OwnKernel, PosteriorModel, SegmentedChain, ValidatedModel, hook, satisfies
 
 
 def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
@@ -47,14 +48,15 @@ def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
     potential). The draws are then not Pyro's chain but the same posterior. "auto" falls back to
     Pyro with a one-line note when the model is not static; True raises ``NotStaticError``.
     """
-    if hasattr(model, "mcmc_step"):
+    if satisfies(model, EnergyModel):
         opts = parse_options("mcmc", options)
         tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
         val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
         model.to(opts.device)
-        eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
+        validation_loss = hook(model, ValidatedModel)
+        eval_fn = (lambda b: float(validation_loss(*b))) if validation_loss is not None else None
         return train(model, tensors, opts, engine="mcmc", step_fn=model.mcmc_step, eval_fn=eval_fn, val_tensors=val,
-                     segment_fn=getattr(model, "mcmc_steps", None))
+                     segment_fn=hook(model, SegmentedChain))
 
     opts = parse_options("mcmc", options, extra={"num_samples": 500, "warmup_steps": None, "num_chains": 2,
                                                  "kernel": "nuts", "target_accept": 0.8, "max_tree_depth": 10,
@@ -87,7 +89,7 @@ def fit_mcmc(model: Model, data: Any, **options: Any) -> FitResult:
         diverging.append(flags)
         depth_hits.append(getattr(kernel, "max_depth_hits", None))
     samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0]}
-    if hasattr(model, "set_posterior_samples"):
+    if satisfies(model, PosteriorModel):
         model.set_posterior_samples({k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()})
     inference_data = _to_arviz(samples, np.stack(diverging),
                                None if None in depth_hits or len(depth_hits) != len(diverging)
@@ -111,7 +113,7 @@ def _compiled_chains(model: Model, tensors: tuple, ex: dict, warmup: int, base_s
     mode = ex["compiled"]
     if mode not in ("auto", True, False):
         raise ValueError(f"compiled: expected 'auto', True or False, got {mode!r}")
-    if mode is False or hasattr(model, "mcmc_kernel") or ex["kernel"] not in ("nuts", "hmc"):
+    if mode is False or satisfies(model, OwnKernel) or ex["kernel"] not in ("nuts", "hmc"):
         return None
     chains, diverging = [], []
     total = ex["num_chains"] * (warmup + ex["num_samples"])
@@ -152,8 +154,9 @@ def _pyro_hmc(potential, ex: dict, warmup: int, progress: bool):
 
 
 def _kernel(model: Model, ex: dict):
-    if hasattr(model, "mcmc_kernel"):
-        return model.mcmc_kernel()
+    own = hook(model, OwnKernel)
+    if own is not None:
+        return own()
     kw = {"max_plate_nesting": getattr(model, "max_plate_nesting", None)}
     kw = {k: v for k, v in kw.items() if v is not None}
     if ex["kernel"] == "nuts":

@@ -16,12 +16,12 @@ import torch
 from ..core.base import Model
 from .loop import train
 from .options import parse_options
+from .protocols import LossModel, satisfies
 
 
 def training_loss(model: Model, *batch: torch.Tensor) -> torch.Tensor:
-    custom = getattr(model, "training_loss", None)
-    if custom is not None:
-        return custom(*batch)
+    if satisfies(model, LossModel):
+        return model.training_loss(*batch)
     return -model.log_prob(*batch).mean()
 
 

@@ -43,7 +43,7 @@ References:
 from __future__ import annotations
 
 __all__ = ["PrivacySpec", "parse_privacy", "check_engine", "check_per_example", "train_private",
-           "fit_adversarial_private", "PRIVATE_ENGINES"]
+           "PrivateCritic", "PRIVATE_ENGINES"]
 
 import contextlib
 import dataclasses
@@ -54,7 +54,9 @@ from typing import Any, Callable
 
 import torch
 
+from .adversarial import StepHooks
 from .options import FitOptions
+from .protocols import AveragedWeights, hook
 
 #: the engines that can train privately
 PRIVATE_ENGINES = ("svi", "mle", "adversarial")
@@ -370,6 +372,7 @@ def train_private(model: torch.nn.Module, tensors: tuple, opts: FitOptions, *, e
     spec = parse_privacy(opts.privacy, n)
     batch_size, total = _plan(opts, n, default_steps)
     dp = _Private(spec, n, batch_size, total)
+    after_optimizer_step = hook(model, AveragedWeights)
     state: dict = {}
 
     def setup(batch: tuple) -> None:
@@ -404,8 +407,8 @@ def train_private(model: torch.nn.Module, tensors: tuple, opts: FitOptions, *, e
             record["loss"] = float(loss.detach())
         opt.step()
         dp.account()
-        if hasattr(model, "after_optimizer_step"):
-            model.after_optimizer_step()
+        if after_optimizer_step is not None:
+            after_optimizer_step()
         return record
 
     plain = dataclasses.replace(opts, privacy=None)
@@ -455,84 +458,101 @@ def _check_private_gan(model: Any) -> None:
         raise ValueError(f"privacy: this {name} cannot be trained privately: " + "; ".join(reasons))
 
 
-def fit_adversarial_private(model: Any, tensors: tuple, val: tuple | None, opts: FitOptions):
-    """DP-GAN: the critic trains by DP-SGD on Poisson batches; the generator sees no record.
+class PrivateCritic(StepHooks):
+    """DP-GAN around the adversarial engine's shared step: the critic trains by DP-SGD on Poisson
+    batches; the generator sees no record.
 
-    Each critic step's loss covers ``k`` real records and ``k`` generated examples (drawn
-    with the records' conditions); Opacus gives one gradient per row, and the rows of real
-    record ``i`` and of its generated partner are added before clipping, so one record
-    moves the summed gradient by at most ``max_grad_norm`` (as in Opacus's DCGAN example,
-    which pairs them by running both halves through the critic separately).
+    ``probgen.infer.adversarial.fit_adversarial`` runs the same ``adversarial_step`` with this object
+    as its hooks (``StepHooks``), inside ``with PrivateCritic(...)`` (which attaches Opacus's per-record
+    gradient hooks to the critic and removes them after). Each critic step's loss covers ``k`` real
+    records and ``k`` generated examples (drawn with the records' conditions); Opacus gives one
+    gradient per row, and the rows of real record ``i`` and of its generated partner are added before
+    clipping, so one record moves the summed gradient by at most ``max_grad_norm`` (as in Opacus's
+    DCGAN example, which pairs them by running both halves through the critic separately).
+
+    Example (what ``fit(..., privacy=...)`` of a GAN runs):
+        >>> import torch, probgen
+        >>> gan = probgen.models.GAN(data_shape=(2,), hidden=(8,))
+        >>> r = gan.fit(torch.randn(200, 2), steps=5, batch_size=32, seed=0, progress=False,
+        ...             privacy={"epsilon": 3.0, "delta": 1e-3})
+        >>> r.info["privacy"]["epsilon"] <= 3.0
+        True
     """
-    from opacus.grad_sample import GradSampleModule
 
-    from .loop import make_optimizer, train
+    def __init__(self, model: Any, tensors: tuple, opts: FitOptions):
+        _check_private_gan(model)
+        _common_checks(opts, "adversarial")
+        self.model, self.tensors = model, tensors
+        n = len(tensors[0])
+        self.spec = parse_privacy(opts.privacy, n)
+        self.batch_size, total = _plan(opts, n, 1000)
+        self.dp = _Private(self.spec, n, self.batch_size, total)
+        self.modules = torch.nn.ModuleList([model.critic] + [getattr(model, k) for k in ("critic_label_embedding",)
+                                                             if getattr(model, k, None) is not None])
+        self.params = [p for p in model.critic_parameters() if p.requires_grad]
+        check_per_example(self.modules, self.params, "critic")
+        #: the fit's options for the shared loop (privacy handled here)
+        self.options = dataclasses.replace(opts, privacy=None)
+        self.device = opts.device
+        self._gsm = self._opt = None
+        self._quiet = _quiet()
 
-    _check_private_gan(model)
-    _common_checks(opts, "adversarial")
-    n = len(tensors[0])
-    spec = parse_privacy(opts.privacy, n)
-    batch_size, total = _plan(opts, n, 1000)
-    dp = _Private(spec, n, batch_size, total)
-    critic_modules = torch.nn.ModuleList([model.critic] + [getattr(model, k) for k in ("critic_label_embedding",)
-                                                           if getattr(model, k, None) is not None])
-    critic_params = [p for p in model.critic_parameters() if p.requires_grad]
-    check_per_example(critic_modules, critic_params, "critic")
-    betas = tuple(opts.extra["betas"])
-    opt_g = make_optimizer(model.generator_parameters(), opts, betas=betas, foreach=True)
-    base_c = make_optimizer(critic_params, opts, lr=opts.extra["critic_lr"] or opts.lr, betas=betas, foreach=True)
-    _alias_grad_samplers(critic_modules)
-    gsm = GradSampleModule(critic_modules, loss_reduction="sum", strict=False)
-    opt_c = dp.optimizer(base_c, expected=batch_size, reduction="mean")
-    num_critic = int(opts.extra["num_critic"])
-    counter = {"critic": 0}
+    def optimizer(self, base: torch.optim.Optimizer):
+        """The critic's optimizer wrapped by Opacus's ``DPOptimizer`` (clip each record, add noise)."""
+        self._opt = self.dp.optimizer(base, expected=self.batch_size, reduction="mean")
+        return self._opt
 
-    def step_fn(batch, step):
-        if spec.private:
-            batch = dp.draw(tensors)
+    def __enter__(self) -> "PrivateCritic":
+        from opacus.grad_sample import GradSampleModule
+
+        self._quiet.__enter__()
+        _alias_grad_samplers(self.modules)
+        self._gsm = GradSampleModule(self.modules, loss_reduction="sum", strict=False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._gsm.remove_hooks()
+            _clean(self.model)
+        finally:
+            self._quiet.__exit__(*exc)
+
+    # ------------------------------------------------------ StepHooks
+    def critic_batch(self, batch: tuple) -> tuple:
+        """A Poisson sample of the records (the loop's shuffled batch when epsilon is infinite)."""
+        if self.spec.private:
+            return self.dp.draw(self.tensors)
+        self._opt.expected_batch_size = len(batch[0])  # the mean over this batch, as ordinary training takes
+        return batch
+
+    @contextlib.contextmanager
+    def critic_backward(self, batch: tuple, record: dict):
+        """After the backward pass, pair each real record's gradient row with its generated partner's."""
         k = len(batch[0])
-        if not spec.private:
-            opt_c.expected_batch_size = k
-        opt_c.zero_grad(set_to_none=True)
-        record: dict = {"batch_size": float(k)}
+        record["batch_size"] = float(k)
+        yield
         if k == 0:
-            _zero_rows(critic_params)
-        else:
-            critic = model.critic_loss(*batch)
-            critic.backward()
-            for p in critic_params:
-                # rows [real; generated]: pair each record with its generated partner; "sum" reduction
-                # gave d(loss)/d(row), whose mean-of-k form is undone by the factor k
-                g = p.grad_sample
-                p.grad_sample = (g[:k] + g[k:]) * k if len(g) == 2 * k else g * k
-            record["critic_loss"] = float(critic.detach())
-        opt_c.step()
-        dp.account()
-        counter["critic"] += 1
-        if counter["critic"] % num_critic == 0:
-            gsm.disable_hooks()
-            try:
-                opt_g.zero_grad(set_to_none=True)
-                gen_batch = batch if not spec.private else _public_generator_batch(model, batch_size, opts.device)
-                gen = model.generator_loss(*gen_batch)
-                gen.backward()
-                opt_g.step()
-            finally:
-                gsm.enable_hooks()
-            if hasattr(model, "after_generator_step"):
-                model.after_generator_step()
-            record["generator_loss"] = float(gen.detach())
-            record["loss"] = record["generator_loss"]
-        return record
+            _zero_rows(self.params)  # an empty Poisson draw: a noise-only step
+            return
+        for p in self.params:
+            # rows [real; generated]; the "sum" reduction gave d(loss)/d(row), whose mean-of-k form
+            # is undone by the factor k
+            g = p.grad_sample
+            p.grad_sample = (g[:k] + g[k:]) * k if len(g) == 2 * k else g * k
 
-    eval_fn = (lambda b: float(model.validation_loss(*b))) if hasattr(model, "validation_loss") else None
-    plain = dataclasses.replace(opts, privacy=None)
-    try:
-        with _quiet():
-            result = train(model, tensors, plain, engine="adversarial", step_fn=step_fn, eval_fn=eval_fn,
-                           val_tensors=val)
-    finally:
-        gsm.remove_hooks()
-        _clean(model)
-    result.info["privacy"] = dp.report()
-    return result
+    def after_critic(self) -> None:
+        self.dp.account()
+
+    @contextlib.contextmanager
+    def generator(self, batch: tuple):
+        """The generator's update with the per-record hooks off, on a batch holding no record."""
+        self._gsm.disable_hooks()
+        try:
+            yield batch if not self.spec.private else _public_generator_batch(self.model, self.batch_size,
+                                                                               self.device)
+        finally:
+            self._gsm.enable_hooks()
+
+    def report(self) -> dict:
+        """The privacy spent (``FitResult.info["privacy"]``)."""
+        return self.dp.report()

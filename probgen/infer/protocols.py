@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 __all__ = ["VariationalModel", "PosteriorModel", "EnergyModel", "LikelihoodModel", "LossModel",
-           "AdversarialModel", "satisfies", "members"]
+           "AdversarialModel", "ValidatedModel", "AveragedWeights", "GeneratorHook", "SegmentedChain", "OwnKernel",
+           "CollapseProbe", "satisfies", "members", "hook"]
 
 from typing import Any, Protocol, runtime_checkable
 
@@ -71,6 +72,52 @@ class AdversarialModel(Protocol):
     def generator_parameters(self) -> Any: ...
 
 
+# ---------------------------------------------------------------- optional hooks
+# An engine runs without these; a model that provides one gets it called. Each is named here so
+# that what an engine may call on a model is written down in one place, not probed by name.
+
+@runtime_checkable
+class ValidatedModel(Protocol):
+    """Any gradient engine: a loss on held-out batches, for ``validation=`` and early stopping."""
+
+    def validation_loss(self, *batch: torch.Tensor) -> Any: ...
+
+
+@runtime_checkable
+class AveragedWeights(Protocol):
+    """``mle`` / ``svi``: called after every optimizer step (e.g. to update an EMA copy of the weights)."""
+
+    def after_optimizer_step(self) -> None: ...
+
+
+@runtime_checkable
+class GeneratorHook(Protocol):
+    """``adversarial``: called after every generator step (e.g. the generator's EMA)."""
+
+    def after_generator_step(self) -> None: ...
+
+
+@runtime_checkable
+class SegmentedChain(Protocol):
+    """``mcmc`` learning: many chain updates in one call (persistent chains run without Python per step)."""
+
+    def mcmc_steps(self, tensors: tuple[torch.Tensor, ...], rows: torch.Tensor, batch_size: int, step: int) -> dict: ...
+
+
+@runtime_checkable
+class OwnKernel(Protocol):
+    """``mcmc`` posterior inference: the family's own transition kernel instead of NUTS/HMC."""
+
+    def mcmc_kernel(self) -> Any: ...
+
+
+@runtime_checkable
+class CollapseProbe(Protocol):
+    """``adversarial``: generated and real samples for the sample-collapse check of ``FitResult.diagnostics``."""
+
+    def diagnostic_samples(self, *batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def members(protocol: type) -> list[str]:
     """The method names a protocol asks for."""
     return sorted(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
@@ -84,3 +131,17 @@ def satisfies(model: Any, protocol: type) -> bool:
         if attr is None or not callable(attr) or attr is getattr(Model, name, object()):
             return False
     return True
+
+
+def hook(model: Any, protocol: type):
+    """The model's method for a one-method (optional) protocol, or None when its class lacks it.
+
+    Example:
+        >>> import probgen
+        >>> hook(probgen.models.Autoencoder(data_shape=(1, 4, 4)), ValidatedModel) is not None
+        True
+        >>> hook(probgen.models.MarkovChain(), ValidatedModel) is None
+        True
+    """
+    (name,) = members(protocol)
+    return getattr(model, name) if satisfies(model, protocol) else None

@@ -34,6 +34,14 @@ from ..nn.masked import DiagonalBiLSTM, GatedBlock, MaskedConv2d, RowLSTM, gate,
 _OUTPUTS = ("bernoulli", "categorical", "logistic")
 
 
+def _check_odd_kernels(**kernels: int) -> None:
+    """Masked convolutions centre on the current pixel, so every kernel size must be a positive odd integer."""
+    for name, k in kernels.items():
+        check_positive(name, k, integer=True)
+        if k % 2 == 0:
+            raise ValueError(f"{name}: expected an odd kernel size, got {k}")
+
+
 class PixelDistribution(TorchDistribution):
     """The joint distribution of a batch of images under a PixelCNN / PixelRNN.
 
@@ -407,10 +415,7 @@ class PixelCNN(_PixelModel):
         self._setup(data_shape, output, num_classes, mixtures)
         check_positive("channels", channels, integer=True)
         check_positive("layers", layers, integer=True)
-        for name, k in (("kernel_size", kernel_size), ("first_kernel", first_kernel)):
-            check_positive(name, k, integer=True)
-            if k % 2 == 0:
-                raise ValueError(f"{name}: expected an odd kernel size, got {k}")
+        _check_odd_kernels(kernel_size=kernel_size, first_kernel=first_kernel)
         self.blocks = nn.ModuleList(
             [GatedBlock(1, channels, first_kernel, first=True, num_classes=num_classes)]
             + [GatedBlock(channels, channels, kernel_size, num_classes=num_classes) for _ in range(layers - 1)])
@@ -536,10 +541,7 @@ class PixelRNN(_PixelModel):
         pixel_channels = 1 if layer == "diagonal" and context == "full" else 0
         check_positive("hidden", hidden, integer=True)
         check_positive("layers", layers, integer=True)
-        for name, k in (("kernel_size", kernel_size), ("first_kernel", first_kernel)):
-            check_positive(name, k, integer=True)
-            if k % 2 == 0:
-                raise ValueError(f"{name}: expected an odd kernel size, got {k}")
+        _check_odd_kernels(kernel_size=kernel_size, first_kernel=first_kernel)
         self.hidden = int(hidden)
         self.input_conv = MaskedConv2d(1, hidden, first_kernel, "A")
         self.cond = None if num_classes is None else nn.Embedding(num_classes, hidden)

@@ -127,27 +127,27 @@ class StudentReturns(GaussianReturns):
 class GarchT:
     """GARCH(1,1) with standardized Student-t innovations and a constant mean, from ``arch``.
 
-    Fitted on the first ``n_train`` returns; ``log_prob``/``quantile`` on later days use
+    Fitted on the first ``num_train`` returns; ``log_prob``/``quantile`` on later days use
     the one-step-ahead conditional volatility filtered with the fitted parameters fixed.
 
     Example:
         >>> import numpy as np
         >>> r = np.random.default_rng(0).standard_t(5, 600)
-        >>> g = GarchT().fit(r, n_train=500)
+        >>> g = GarchT().fit(r, num_train=500)
         >>> g.log_prob(r)[500:].shape
         (100,)
     """
 
     name = "GARCH(1,1)-t (arch)"
 
-    def fit(self, returns: Any, n_train: int | None = None) -> "GarchT":
+    def fit(self, returns: Any, num_train: int | None = None) -> "GarchT":
         from arch import arch_model
 
         r = _series(returns)
-        n_train = len(r) if n_train is None else int(n_train)
+        num_train = len(r) if num_train is None else int(num_train)
         self.returns = r
         model = arch_model(r.reset_index(drop=True), mean="Constant", vol="GARCH", p=1, q=1, dist="t", rescale=False)
-        self.result = model.fit(last_obs=n_train, disp="off")
+        self.result = model.fit(last_obs=num_train, disp="off")
         self.params = self.result.params
         fixed = model.fix(self.params)
         self.sigma = np.asarray(fixed.conditional_volatility, dtype=float)

@@ -69,22 +69,29 @@ class Decoder(nn.Module):
         network: ``"mlp"`` or ``"conv"``.
         hidden: hidden sizes of the MLP, from the data side (used reversed), or the width of the conv stem.
         num_classes: size of the one-hot label input (0 for none).
+        label_skip: also add a learned offset per label to the output (a linear map from the
+            one-hot label straight to the output, beside the network).
     """
 
     def __init__(self, latent_dim: int, data_shape: Sequence[int], network: str = "mlp",
-                 hidden: Sequence[int] = (256,), num_classes: int = 0):
+                 hidden: Sequence[int] = (256,), num_classes: int = 0, label_skip: bool = False):
         super().__init__()
         self.data_shape = tuple(data_shape)
         if network == "mlp":
             self.net = MLP(latent_dim + num_classes, math.prod(data_shape), hidden=tuple(hidden)[::-1])
         else:
             self.net = ConvDecoder(latent_dim + num_classes, data_shape)
+        self.skip = nn.Linear(num_classes, math.prod(data_shape), bias=False) if label_skip and num_classes else None
 
     def forward(self, z: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
         lead = z.shape[:-1]  # (batch,) or (particles, batch) under Pyro's vectorised particles
         if onehot is not None:
-            z = torch.cat([z, onehot.expand(*lead, onehot.shape[-1])], -1)
-        return self.net(z.reshape(-1, z.shape[-1])).reshape(*lead, *self.data_shape)
+            onehot = onehot.expand(*lead, onehot.shape[-1])
+            z = torch.cat([z, onehot], -1)
+        out = self.net(z.reshape(-1, z.shape[-1]))
+        if self.skip is not None and onehot is not None:
+            out = out + self.skip(onehot.reshape(-1, onehot.shape[-1])).reshape(out.shape)
+        return out.reshape(*lead, *self.data_shape)
 
 
 # ---------------------------------------------------------- shared plumbing

@@ -1,7 +1,7 @@
 """Piano-roll models of music: a chord n-gram, RNN-RBM, RNN-NADE (autoregressive) and a Deep Markov Model.
 
 All take rolls ``(frames, num_pitches)`` of 0/1 (``probgen.datasets.load("chorales")``), score
-pieces by ``log_prob`` / ``nll_per_frame``, generate with ``sample(n_frames, seed=, primer=)``,
+pieces by ``log_prob`` / ``nll_per_frame``, generate with ``sample(num_frames, seed=, primer=)``,
 harmonise a soprano line with ``harmonize`` and write MIDI with ``to_midi`` (``write_midi``).
 """
 

@@ -6,8 +6,8 @@ model scores a piece by its log-probability (``log_prob``, one value per piece) 
 pieces by the negative log-likelihood per frame (``nll_per_frame``), the measure of the JSB
 Chorales literature.
 
-Generation goes through one routine per model, ``_generate(n, n_frames, clamp)``: ``clamp``
-is ``(n, n_frames, num_pitches)`` with -1 where a note is free and 0/1 where it is fixed.
+Generation goes through one routine per model, ``_generate(n, num_frames, clamp)``: ``clamp``
+is ``(n, num_frames, num_pitches)`` with -1 where a note is free and 0/1 where it is fixed.
 A primer fixes whole frames; harmonisation fixes, in every frame, the soprano note and
 silences everything above it.
 """
@@ -183,13 +183,13 @@ class MusicModel(Model):
         return float(-sum(float(f.double().sum()) for f in lps) / sum(len(f) for f in lps))
 
     # ------------------------------------------------------------ generation
-    def _check_frames(self, n_frames: Any) -> int:
-        if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames <= 0:
-            # "n:" as every family's sample(n) says it; here n counts frames (the argument n_frames)
-            raise ValueError(f"n: expected a positive integer, got {n_frames!r} (n_frames: the number of frames)")
-        if n_frames > self.max_sample_frames:
-            raise ValueError(f"n_frames: at most {self.max_sample_frames}, got {n_frames}")
-        return int(n_frames)
+    def _check_frames(self, num_frames: Any) -> int:
+        if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames <= 0:
+            # "n:" as every family's sample(n) says it; here n counts frames (the argument num_frames)
+            raise ValueError(f"n: expected a positive integer, got {num_frames!r} (num_frames: the number of frames)")
+        if num_frames > self.max_sample_frames:
+            raise ValueError(f"num_frames: at most {self.max_sample_frames}, got {num_frames}")
+        return int(num_frames)
 
     def _primer_roll(self, primer: Any) -> torch.Tensor:
         """A primer as a roll: a (frames, P) 0/1 array, or a list of frames, each a list of MIDI pitches."""
@@ -211,25 +211,25 @@ class MusicModel(Model):
                 roll[t, int(p) - self.low_pitch] = 1
         return roll
 
-    def sample(self, n_frames: int, seed: int | None = None, primer: Any = None, num_pieces: int | None = None,
+    def sample(self, num_frames: int, seed: int | None = None, primer: Any = None, num_pieces: int | None = None,
                **options: Any) -> torch.Tensor:
-        """A new piece of ``n_frames`` frames, ``(n_frames, num_pitches)`` (``num_pieces``: a batch of them).
+        """A new piece of ``num_frames`` frames, ``(num_frames, num_pitches)`` (``num_pieces``: a batch of them).
 
         With ``primer`` (a roll, or a list of frames of MIDI pitches) the piece starts with the
-        primer verbatim and continues it; ``n_frames`` counts the primer's frames too.
+        primer verbatim and continues it; ``num_frames`` counts the primer's frames too.
         """
-        n_frames = self._check_frames(n_frames)
+        num_frames = self._check_frames(num_frames)
         self._check_options(options)
         n = 1 if num_pieces is None else int(check_positive("num_pieces", num_pieces, integer=True))
-        clamp = torch.full((n, n_frames, self.num_pitches), -1.0)
+        clamp = torch.full((n, num_frames, self.num_pitches), -1.0)
         if primer is not None:
             p = self._primer_roll(primer)
-            if len(p) > n_frames:
-                raise ValueError(f"primer: {len(p)} frames, more than n_frames={n_frames}")
+            if len(p) > num_frames:
+                raise ValueError(f"primer: {len(p)} frames, more than num_frames={num_frames}")
             clamp[:, :len(p)] = p
         self._require_fitted()
         with seeded(seed), torch.no_grad():
-            out = self._generate(n, n_frames, clamp.to(self.device), **options).cpu()
+            out = self._generate(n, num_frames, clamp.to(self.device), **options).cpu()
         out = torch.where(clamp.cpu() >= 0, clamp.cpu(), out)
         return out[0] if num_pieces is None else out
 
@@ -245,8 +245,8 @@ class MusicModel(Model):
             soprano = np.asarray(soprano).tolist()
         if not isinstance(soprano, (list, tuple)) or not soprano:
             raise ValueError("soprano: expected a non-empty list of MIDI pitches, one per frame")
-        n_frames = self._check_frames(len(soprano))
-        clamp = torch.full((1, n_frames, self.num_pitches), -1.0)
+        num_frames = self._check_frames(len(soprano))
+        clamp = torch.full((1, num_frames, self.num_pitches), -1.0)
         high = self.low_pitch + self.num_pitches - 1
         for t, p in enumerate(soprano):
             if p is None:
@@ -258,10 +258,10 @@ class MusicModel(Model):
             clamp[0, t, j + 1:] = 0
         self._require_fitted()
         with seeded(seed), torch.no_grad():
-            out = self._generate(1, n_frames, clamp.to(self.device), **options).cpu()
+            out = self._generate(1, num_frames, clamp.to(self.device), **options).cpu()
         return torch.where(clamp >= 0, clamp, out)[0]
 
-    def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **options: Any) -> torch.Tensor:
+    def _generate(self, n: int, num_frames: int, clamp: torch.Tensor, **options: Any) -> torch.Tensor:
         raise NotImplementedError
 
     def _require_fitted(self) -> None:

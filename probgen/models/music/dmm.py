@@ -186,10 +186,10 @@ class DeepMarkovModel(MusicModel):
         return float(-lp.double().sum() / sum(len(r) for r in rolls))
 
     # ------------------------------------------------------------ generation
-    def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
-        out = torch.zeros(n, n_frames, self.num_pitches, device=clamp.device)
+    def _generate(self, n: int, num_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
+        out = torch.zeros(n, num_frames, self.num_pitches, device=clamp.device)
         z = self.z0.expand(n, -1)
-        for t in range(n_frames):
+        for t in range(num_frames):
             loc, scale = self.transition(z)
             z = loc + scale * torch.randn_like(loc)
             v = torch.bernoulli(torch.sigmoid(self.emitter(z)))

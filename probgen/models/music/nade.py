@@ -101,11 +101,11 @@ class RollNADE(MusicModel):
         return -self._frame_log_prob(padded, lengths).sum() / lengths.sum()
 
     # ------------------------------------------------------------- generation
-    def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
-        out = torch.zeros(n, n_frames, self.num_pitches, device=clamp.device)
+    def _generate(self, n: int, num_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
+        out = torch.zeros(n, num_frames, self.num_pitches, device=clamp.device)
         state = None
         ctx = self.start.expand(n, -1)
-        for t in range(n_frames):
+        for t in range(num_frames):
             bias = self.to_bias(ctx)
             b, a = bias[:, :self.num_pitches], bias[:, self.num_pitches:].clone()
             frame = torch.zeros(n, self.num_pitches, device=clamp.device)

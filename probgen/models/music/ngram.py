@@ -173,13 +173,13 @@ class ChordNGram(MusicModel):
         return out
 
     # ------------------------------------------------------------ generation
-    def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
+    def _generate(self, n: int, num_frames: int, clamp: torch.Tensor, **_: Any) -> torch.Tensor:
         vocab_rolls = torch.zeros(len(self.vocab), self.num_pitches)
         for i, c in enumerate(self.vocab):
             vocab_rolls[i, list(c)] = 1
-        out = torch.zeros(n, n_frames, self.num_pitches)
+        out = torch.zeros(n, num_frames, self.num_pitches)
         prev = None
-        for t in range(n_frames):
+        for t in range(num_frames):
             c = clamp[:, t]
             probs = (self.start[None].expand(n, -1) if prev is None else self.table[prev]).clone()
             fixed = c >= 0

@@ -184,14 +184,14 @@ class RNNRBM(MusicModel):
         return float(-self._frame_log_prob(padded, lengths).sum() / lengths.sum())
 
     # --------------------------------------------------------------- generation
-    def _generate(self, n: int, n_frames: int, clamp: torch.Tensor, gibbs_steps: int | None = None,
+    def _generate(self, n: int, num_frames: int, clamp: torch.Tensor, gibbs_steps: int | None = None,
                   **_: Any) -> torch.Tensor:
         steps = self.gibbs_steps if gibbs_steps is None else int(check_positive("gibbs_steps", gibbs_steps, integer=True))
-        out = torch.zeros(n, n_frames, self.num_pitches, device=clamp.device)
+        out = torch.zeros(n, num_frames, self.num_pitches, device=clamp.device)
         ctx = self.start.expand(n, -1)
         state = None
         prev = torch.zeros(n, self.num_pitches, device=clamp.device)
-        for t in range(n_frames):
+        for t in range(num_frames):
             bias = self.to_bias(ctx)
             bv, bh = self.b + bias[:, :self.num_pitches], self.c + bias[:, self.num_pitches:]
             c = clamp[:, t]
