@@ -75,6 +75,10 @@ def _fitted(family: str):
         m = probgen.models.Flow(2, kind="maf", transforms=1, hidden=(8,))
         m.fit(_blobs(96), steps=10, **QUIET)
         return m, _blobs(50, seed=3)
+    if family == "gaussian_copula":
+        m = probgen.models.GaussianCopula(2)
+        m.fit(_blobs(96), progress=False)
+        return m, _blobs(50, seed=3)
     if family == "vae":
         m = probgen.models.VAE(latent_dim=2, hidden=(16,))
     elif family == "autoencoder":
@@ -94,7 +98,8 @@ def _fitted(family: str):
 
 @pytest.mark.parametrize("family,score", [("flow", "auto"), ("vae", "auto"), ("vae", "reconstruction"),
                                           ("autoencoder", "auto"), ("rbm", "auto"), ("diffusion", "auto"),
-                                          ("diffusion", "reconstruction"), ("pixel_cnn", "auto")])
+                                          ("diffusion", "reconstruction"), ("pixel_cnn", "auto"),
+                                          ("gaussian_copula", "auto"), ("gaussian_copula", "tail")])
 def test_scores_do_not_depend_on_the_batch_size(family, score):
     model, x = _fitted(family)
     assert model.family == family
@@ -108,7 +113,7 @@ def test_scores_do_not_depend_on_the_batch_size(family, score):
 def test_each_family_gets_its_published_default_score():
     expected = {"flow": "log_prob", "pixel_cnn": "log_prob", "vae": "iwae", "rbm": "free_energy",
                 "autoencoder": "reconstruction", "gan": "fanogan", "diffusion": "denoising",
-                "bayesian_network": "log_prob", "markov_chain": "log_prob"}
+                "bayesian_network": "log_prob", "markov_chain": "log_prob", "gaussian_copula": "log_prob"}
     for family, score in expected.items():
         assert FAMILY_SCORES[family] == score
     model, _ = _fitted("rbm")
@@ -137,6 +142,42 @@ def test_exact_likelihood_detectors_find_planted_outliers_in_a_2d_mixture(kind):
     test = torch.cat([inliers, outliers])
     labels = np.r_[np.zeros(len(inliers)), np.ones(len(outliers))]
     assert roc_auc_score(labels, det.decision_function(test)) > 0.95
+
+
+def test_copula_detector_finds_planted_outliers_in_a_2d_mixture():
+    train = _blobs(600)
+    g = torch.Generator().manual_seed(5)
+    outliers = torch.rand(30, 2, generator=g) * torch.tensor([8.0, 6.0]) - torch.tensor([4.0, 3.0])
+    outliers = outliers[(outliers[:, None, :] - torch.tensor([[-2.0, 0.0], [2.0, 0.0]])).norm(dim=-1).min(1).values > 1.6]
+    inliers = _blobs(300, seed=9)
+    det = AnomalyDetector(probgen.models.GaussianCopula(2), contamination=0.05, fit_options={"progress": False})
+    test = torch.cat([inliers, outliers])
+    labels = np.r_[np.zeros(len(inliers)), np.ones(len(outliers))]
+    assert roc_auc_score(labels, det.fit(train).decision_function(test)) > 0.95
+
+
+def test_tail_score_sums_each_features_longer_tail_and_matches_pyod_copods_tails():
+    from pyod.models.copod import COPOD
+    from scipy.stats import spearmanr
+
+    g = torch.Generator().manual_seed(0)
+    # right-skewed first feature, left-skewed second: the longer tail differs per feature
+    x = torch.stack([torch.randn(400, generator=g).exp(), -torch.randn(400, generator=g).exp()], 1)
+    cop = probgen.models.GaussianCopula(2)
+    det = AnomalyDetector(cop, score="tail", fit_options={"progress": False}).fit(x[:300])
+    test = x[300:]
+    ours = det.decision_function(test)
+    expected = -(cop.log_tail(test, "upper")[:, 0] + cop.log_tail(test, "lower")[:, 1]).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-10)
+    # PyOD's COPOD estimates the same tails with empirical CDFs (U_r: upper, U_l: lower, -log)
+    peer = COPOD().fit(x[:300].numpy())
+    peer.decision_function(test.numpy())
+    upper, lower = peer.U_r[-len(test):, 0], peer.U_l[-len(test):, 1]
+    assert spearmanr(-cop.log_tail(test, "upper")[:, 0].numpy(), upper).statistic > 0.97
+    assert spearmanr(-cop.log_tail(test, "lower")[:, 1].numpy(), lower).statistic > 0.97
+    assert spearmanr(ours, upper + lower).statistic > 0.95
+    with pytest.raises(ValueError, match="log_tail"):
+        AnomalyDetector(probgen.models.Flow(2, kind="maf", transforms=1, hidden=(4,)), score="tail").fit(x[:10])
 
 
 def test_gan_detector_trains_the_fanogan_encoder_when_needed():
@@ -226,7 +267,12 @@ def test_bench_quick_compares_probgen_and_pyod_on_every_data_set():
     assert ((suite[["probgen AUC", "PyOD AUC"]] > 0.5) & (suite[["probgen AUC", "PyOD AUC"]] <= 1)).all().all()
     digits = report.tables["one-class digits: mean over digits (fit+score s: per digit)"]
     assert set(PEERS) <= set(digits.index)
-    assert {"probgen VAE (IWAE)", "probgen VAE + complexity (Serra)", "probgen VAE + likelihood ratio (Ren)"} <= set(digits.index)
+    assert {"probgen VAE (IWAE)", "probgen VAE + complexity (Serra)", "probgen VAE + likelihood ratio (Ren)",
+            "probgen PixelCNN (exact -log p, binarized)", "probgen PixelCNN + complexity (Serra)",
+            "probgen f-AnoGAN (GAN)"} <= set(digits.index)
+    cancer = report.tables[next(k for k in report.tables if k.startswith("breast cancer"))]
+    assert {"probgen Gaussian copula (exact -log p)", "probgen Gaussian copula, longer-tail probability",
+            "COPOD"} <= set(cancer.index)
 
 
 def test_bayesian_network_tables_are_scored_by_exact_log_likelihood_in_any_batch():

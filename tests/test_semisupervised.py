@@ -229,3 +229,49 @@ def test_bench_quick_runs():
     report = semisupervised.run(quick=True)
     text = report.render()
     assert "LabelSpreading" in text and "M1+M2" in text
+
+
+def test_gan_ema_critic_is_the_running_average_and_predicts(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (80,), generator=g)
+    x = 0.1 + 0.6 * y[:, None] + 0.2 * torch.rand(80, 6, generator=g)
+    labels = torch.where(torch.arange(80) < 20, y, -1)
+    gan = SemiSupervisedGAN(data_shape=(6,), num_classes=2, latent_dim=3, hidden=(8,), critic_hidden=(8,), ema=0.9)
+    start = [p.detach().clone() for p in gan.critic_ema.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(start, gan.critic.parameters()))
+    gan.fit((x, labels), steps=1, progress=False, seed=0)
+    decay = min(0.9, 2 / 11)  # the warm-up decay after one step
+    for a, p, e in zip(start, gan.critic.parameters(), gan.critic_ema.parameters()):
+        assert torch.allclose(e, decay * a + (1 - decay) * p.detach(), atol=1e-6)
+    gan.fit((x, labels), steps=30, progress=False, seed=1)
+    # predictions come from the averaged critic, which differs from the last iterate
+    gan.eval()
+    with torch.no_grad():
+        assert torch.allclose(gan.predict_proba(x), torch.softmax(gan.critic_ema(x)[0], -1))
+        assert not torch.allclose(gan.critic_ema(x)[0], gan.critic(x)[0])
+    back = probgen.load(probgen.save(gan, tmp_path / "gan.safetensors"))
+    assert torch.equal(back.predict_proba(x), gan.predict_proba(x))
+
+
+def test_gan_unsupervised_weight_scales_the_gan_term():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(16, 5, generator=g), torch.tensor([0, 1] * 4 + [-1] * 8)
+    losses = []
+    for w in (0.0, 0.5, 1.0):
+        gan = SemiSupervisedGAN(data_shape=(5,), num_classes=2, latent_dim=2, hidden=(4,), critic_hidden=(4,),
+                                input_noise=0.0, hidden_noise=0.0, unsupervised_weight=w)
+        losses.append(gan)
+    base = losses[0]
+    for gan in losses[1:]:
+        gan.load_state_dict(base.state_dict())
+    values = []
+    for gan in losses:
+        torch.manual_seed(1)
+        values.append(float(gan.critic_loss(x, y).detach()))
+    # linear in the weight: L(w) = supervised + w * unsupervised
+    assert values[2] - values[0] == pytest.approx(2 * (values[1] - values[0]), rel=1e-5)
+    assert values[1] > values[0]
+    with pytest.raises(ValueError, match="unsupervised_weight"):
+        SemiSupervisedGAN(num_classes=2, unsupervised_weight=-1.0)
+    with pytest.raises(ValueError, match="ema"):
+        SemiSupervisedGAN(num_classes=2, ema=1.5)

@@ -36,6 +36,7 @@ BUILTIN_FAMILIES: dict[str, str] = {
     "pixel_cnn": "probgen.models.pixel:PixelCNN",
     "pixel_rnn": "probgen.models.pixel:PixelRNN",
     "flow": "probgen.models.flows:Flow",
+    "gaussian_copula": "probgen.models.copula:GaussianCopula",
     "diffusion": "probgen.models.diffusion:Diffusion",
     "semi_supervised_vae": "probgen.models.semisupervised:SemiSupervisedVAE",
     "stacked_semi_supervised_vae": "probgen.models.semisupervised:StackedSemiSupervisedVAE",

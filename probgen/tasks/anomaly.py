@@ -38,12 +38,16 @@ SCORES = {
                       "the errors standardized with the training scores and averaged (Graham et al. 2023)",
     "fanogan": "f-AnoGAN (Schlegl et al. 2019): image residual + critic-feature residual through the trained encoder",
     "denoising": "diffusion: mean squared error of the predicted noise at a few fixed steps (the same noise for all)",
+    "tail": "-(sum over features of the log tail probabilities of the model's fitted marginals), each feature "
+            "in the direction of its longer tail (side='longer'; COPOD's skewness rule, Li et al. 2020) or "
+            "side='upper' / 'lower' / 'both'; models with log_tail(x, side), such as GaussianCopula",
     "score": "the model's own score(x)",
 }
 
 #: the default score of each family (``score="auto"``)
 FAMILY_SCORES = {
     "flow": "log_prob",
+    "gaussian_copula": "log_prob",
     "pixel_cnn": "log_prob",
     "pixel_rnn": "log_prob",
     "bayesian_network": "log_prob",
@@ -489,6 +493,13 @@ def _score_reconstruction(model, batch, **options):
                      f"got a {type(model).__name__}")
 
 
+def _score_tail(model, batch, side: str = "longer"):
+    if not hasattr(model, "log_tail"):
+        raise ValueError(f"score: 'tail' needs a model with log_tail(x, side) (e.g. GaussianCopula), "
+                         f"got a {type(model).__name__}")
+    return -_call(model.log_tail, batch, side=side).sum(1)
+
+
 def _score_fanogan(model, batch, **options):
     if not hasattr(model, "fit_encoder"):
         raise ValueError(f"score: 'fanogan' needs a GAN with an encoder, got a {type(model).__name__}")
@@ -557,6 +568,7 @@ _SCORE_FUNCTIONS: dict[str, Callable] = {
     "reconstruction": _score_reconstruction,
     "fanogan": _score_fanogan,
     "denoising": _score_denoising,
+    "tail": _score_tail,
     "score": _score_model,
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["SemiSupervisedGAN"]
 
+import copy
 import math
 from typing import Any, Sequence
 
@@ -51,8 +52,8 @@ class SemiSupervisedGAN(_CodecMixin, Model):
 
     The discriminator outputs K logits l_1..l_K for the real classes; the logit of the
     (K+1)-th class, "generated", is fixed at 0, so D(x) = Z / (Z + 1) with Z = sum_k exp l_k is the
-    probability that x is real. Its loss is the cross-entropy on the labelled examples plus the
-    GAN loss -log D(x) - log(1 - D(G(z))) on every example; the generator matches the mean of
+    probability that x is real. Its loss is the cross-entropy on the labelled examples plus
+    ``unsupervised_weight`` times the GAN loss -log D(x) - log(1 - D(G(z))) on every example; the generator matches the mean of
     the discriminator's last hidden layer on real and generated data (feature matching).
     Trained by probgen's ``adversarial`` engine (``critic_loss`` / ``generator_loss``).
     ``fit((x, y))`` takes ``-1`` (or NaN) for unknown labels; labelled examples are repeated to
@@ -62,7 +63,9 @@ class SemiSupervisedGAN(_CodecMixin, Model):
     ``predict`` / ``predict_proba`` use the discriminator's K classes. ``sample(n)`` draws from the
     generator (an unconditional one, as in the paper); ``sample(n, label=c)`` keeps the draws the
     discriminator classifies as c (rejection). A GAN has no likelihood: ``log_prob`` raises;
-    ``score(x) = -log D(x)``.
+    ``score(x) = -log D(x)``. With ``ema`` set, predictions (and the rejection above) use a moving
+    average of the discriminator's weights (Polyak averaging), which smooths the last iterates'
+    noise; training itself is unchanged.
 
     Arguments:
         data_shape: shape of one example (values in [0, 1]); ``None``: taken from the data at ``fit``.
@@ -72,6 +75,9 @@ class SemiSupervisedGAN(_CodecMixin, Model):
         critic_hidden: the discriminator's hidden sizes.
         input_noise, hidden_noise: standard deviations of the discriminator's Gaussian noise layers.
         weight_norm: weight normalisation of the discriminator's layers.
+        unsupervised_weight: weight of the real / generated term against the labelled cross-entropy
+            (0.5 in the paper's code).
+        ema: decay of the averaged discriminator used for predictions (e.g. 0.99), or ``None``.
 
     References:
         Salimans, Goodfellow, Zaremba, Cheung, Radford, Chen (2016). Improved techniques for training GANs. NeurIPS.
@@ -95,7 +101,8 @@ class SemiSupervisedGAN(_CodecMixin, Model):
 
     def __init__(self, data_shape: Sequence[int] | None = None, num_classes: int = 10, latent_dim: int = 64,
                  hidden: Sequence[int] = (500, 500), critic_hidden: Sequence[int] = (500, 250, 250),
-                 input_noise: float = 0.3, hidden_noise: float = 0.5, weight_norm: bool = True):
+                 input_noise: float = 0.3, hidden_noise: float = 0.5, weight_norm: bool = True,
+                 unsupervised_weight: float = 0.5, ema: float | None = None):
         super().__init__()
         check_positive("num_classes", num_classes, integer=True)
         if num_classes < 2:
@@ -112,6 +119,10 @@ class SemiSupervisedGAN(_CodecMixin, Model):
         if not isinstance(weight_norm, bool):
             raise ValueError(f"weight_norm: expected True or False, got {weight_norm!r}")
         self.weight_norm = weight_norm
+        self.unsupervised_weight = float(check_positive("unsupervised_weight", unsupervised_weight, strict=False))
+        if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 < ema < 1.0):
+            raise ValueError(f"ema: expected a decay in (0, 1) or None, got {ema!r}")
+        self.ema = None if ema is None else float(ema)
         self.data_shape: tuple[int, ...] | None = None
         if data_shape is not None:
             self._build(self._check_data_shape(data_shape))
@@ -127,6 +138,9 @@ class SemiSupervisedGAN(_CodecMixin, Model):
         self.generator = nn.Sequential(*layers)
         self.critic = _NoisyCritic(d, self.critic_hidden, self.num_classes, self.input_noise, self.hidden_noise,
                                    self.weight_norm)
+        # predictions use a moving average of the critic's weights when ``ema`` is set (Polyak averaging)
+        self.critic_ema = copy.deepcopy(self.critic).requires_grad_(False) if self.ema else None
+        self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
 
     # -------------------------------------------------------------------- data
     def _check_values(self, t: torch.Tensor, name: str) -> None:
@@ -152,9 +166,11 @@ class SemiSupervisedGAN(_CodecMixin, Model):
 
     # ----------------------------------------------------- adversarial protocol
     def critic_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on the labelled rows + the real/fake loss with the "generated" logit fixed at 0."""
-        xf = x.flatten(1)
-        logits, _ = self.critic(xf)
+        """Cross-entropy on the labelled rows + ``unsupervised_weight`` x the real/fake loss, the "generated"
+        logit fixed at 0 (the paper's weighting is 0.5)."""
+        logits, features = self.critic(x.flatten(1))
+        # kept for the generator's feature-matching step that follows (saves a pass of the critic per step)
+        self.__dict__["_real_features"] = features.detach().mean(0)
         known = y >= 0
         supervised = F.cross_entropy(logits[known], y[known]) if bool(known.any()) else logits.sum() * 0
         lse_real = torch.logsumexp(logits, -1)
@@ -163,14 +179,34 @@ class SemiSupervisedGAN(_CodecMixin, Model):
         lse_fake = torch.logsumexp(self.critic(fake)[0], -1)
         # -log D(x) = softplus(-lse); -log(1 - D(G(z))) = softplus(lse)
         unsupervised = F.softplus(-lse_real).mean() + F.softplus(lse_fake).mean()
-        return supervised + unsupervised
+        return supervised + self.unsupervised_weight * unsupervised
 
     def generator_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Feature matching: squared distance between the mean last-hidden features of real and generated data."""
-        with torch.no_grad():
-            real = self.critic(x.flatten(1))[1].mean(0)
+        real = self.__dict__.pop("_real_features", None)
+        if real is None or len(real) != self.critic_hidden[-1]:
+            with torch.no_grad():
+                real = self.critic(x.flatten(1))[1].mean(0)
         fake = self.critic(self._fake(len(x)))[1].mean(0)
         return ((real - fake) ** 2).mean()
+
+    @torch.no_grad()
+    def after_generator_step(self) -> None:
+        """Update the averaged critic used for predictions (decay ``min(ema, (1 + t) / (10 + t))``)."""
+        if self.critic_ema is None:
+            return
+        self.ema_steps += 1
+        t = float(self.ema_steps)
+        decay = min(self.ema, (1 + t) / (10 + t))
+        pairs = self.__dict__.get("_ema_pairs")
+        if pairs is None:
+            pairs = self.__dict__["_ema_pairs"] = (list(self.critic_ema.parameters()), list(self.critic.parameters()))
+        torch._foreach_lerp_(pairs[0], pairs[1], 1 - decay)
+
+    @property
+    def _classifier(self) -> nn.Module:
+        """The critic that predictions use: the averaged one when ``ema`` is set."""
+        return self.critic_ema if self.critic_ema is not None else self.critic
 
     def critic_parameters(self):
         return self.critic.parameters()
@@ -201,7 +237,7 @@ class SemiSupervisedGAN(_CodecMixin, Model):
         was = self.training
         self.eval()
         with torch.no_grad():
-            out = torch.cat([self.critic(x[s].flatten(1))[0] for s in _chunks(len(x), 4096)]
+            out = torch.cat([self._classifier(x[s].flatten(1))[0] for s in _chunks(len(x), 4096)]
                             ) if len(x) else x.new_zeros(0, self.num_classes)
         self.train(was)
         return out
@@ -236,7 +272,7 @@ class SemiSupervisedGAN(_CodecMixin, Model):
                                      f"{target}; train longer or ask for fewer")
                 batch = self._fake(max(4 * n, 256))
                 tried += len(batch)
-                kept.append(batch[self.critic(batch)[0].argmax(-1) == target])
+                kept.append(batch[self._classifier(batch)[0].argmax(-1) == target])
             return torch.cat(kept)[:n].reshape(n, *self.data_shape)
         finally:
             self.train(was)
