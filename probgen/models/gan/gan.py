@@ -20,6 +20,7 @@ from ...core.random import seeded
 from ...core.result import FitResult
 from ...infer.loop import train
 from ...infer.options import parse_options
+from ...nn.averaging import update_average
 from ...nn.gan_nets import Critic, Generator, nearest_distance
 from ...nn.mlp import MLP
 
@@ -400,18 +401,8 @@ class GAN(Model):
     @torch.no_grad()
     def after_generator_step(self) -> None:
         """Update the EMA generator (with a warm-up: decay min(ema, (1+t)/(10+t)))."""
-        if self.generator_ema is None:
-            return
-        self.ema_steps += 1
-        t = float(self.ema_steps)
-        decay = min(self.ema, (1 + t) / (10 + t))
-        pairs = self.__dict__.get("_ema_pairs")
-        if pairs is None:
-            pairs = self.__dict__["_ema_pairs"] = (list(self.generator_ema.parameters()), list(self.generator.parameters()),
-                                                   list(self.generator_ema.buffers()), list(self.generator.buffers()))
-        torch._foreach_lerp_(pairs[0], pairs[1], 1 - decay)
-        for b_ema, b in zip(pairs[2], pairs[3]):
-            b_ema.copy_(b)
+        if self.generator_ema is not None:
+            update_average(self, self.generator_ema, self.generator, self.ema)
 
     # ----------------------------------------------------------------- queries
     def _sample(self, n: int, temperature: float = 1.0, rejection: bool = False, **condition: Any) -> torch.Tensor:

@@ -18,6 +18,7 @@ from ...core.base import ContractCase, Model
 from ...core.checks import check_labels, check_positive, check_probability
 from ...core.engines import implements
 from ...core.random import seeded
+from ...nn.averaging import update_average
 from ..autoencoders.autoencoder import _CodecMixin
 from .vae import _chunks, replicate_labelled, split_partly_labelled
 
@@ -193,15 +194,8 @@ class SemiSupervisedGAN(_CodecMixin, Model):
     @torch.no_grad()
     def after_generator_step(self) -> None:
         """Update the averaged critic used for predictions (decay ``min(ema, (1 + t) / (10 + t))``)."""
-        if self.critic_ema is None:
-            return
-        self.ema_steps += 1
-        t = float(self.ema_steps)
-        decay = min(self.ema, (1 + t) / (10 + t))
-        pairs = self.__dict__.get("_ema_pairs")
-        if pairs is None:
-            pairs = self.__dict__["_ema_pairs"] = (list(self.critic_ema.parameters()), list(self.critic.parameters()))
-        torch._foreach_lerp_(pairs[0], pairs[1], 1 - decay)
+        if self.critic_ema is not None:
+            update_average(self, self.critic_ema, self.critic, self.ema)
 
     @property
     def _classifier(self) -> nn.Module:
