@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["fit_mle", "training_loss"]
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -19,10 +19,15 @@ from .options import parse_options
 from .protocols import LossModel, satisfies
 
 
-def training_loss(model: Model, *batch: torch.Tensor) -> torch.Tensor:
+def _loss_of(model: Model) -> Callable[..., torch.Tensor]:
+    """The model's per-minibatch loss, resolved once: its ``training_loss``, else the mean negative log_prob."""
     if satisfies(model, LossModel):
-        return model.training_loss(*batch)
-    return -model.log_prob(*batch).mean()
+        return model.training_loss
+    return lambda *batch: -model.log_prob(*batch).mean()
+
+
+def training_loss(model: Model, *batch: torch.Tensor) -> torch.Tensor:
+    return _loss_of(model)(*batch)
 
 
 def fit_mle(model: Model, data: Any, **options: Any):
@@ -31,6 +36,7 @@ def fit_mle(model: Model, data: Any, **options: Any):
     tensors = tuple(t.to(opts.device) for t in model.prepare_data(data))
     val = None if opts.validation is None else tuple(t.to(opts.device) for t in model.prepare_data(opts.validation, "validation"))
     model.to(opts.device)
-    loss = lambda batch: training_loss(model, *batch)  # noqa: E731
+    per_batch = _loss_of(model)  # looked up once, not at every step
+    loss = lambda batch: per_batch(*batch)  # noqa: E731
     return train(model, tensors, opts, engine="mle", loss_fn=loss, eval_fn=lambda b: float(loss(b)),
                  val_tensors=val, warmup=lambda b: loss(b))
