@@ -442,3 +442,60 @@ def test_fourier_frequencies_fade_in_lowest_first(tmp_path):
     assert int(back.critic.fourier_step) == 10 and torch.allclose(back.critic(x), gan.critic(x))
     with pytest.raises(ValueError, match="fourier_warmup"):
         GAN(data_shape=(2,), fourier=4, fourier_warmup=-1)
+
+
+# ------------------------------------------------- a short path per class, a linear critic (issue 26)
+def test_linear_critic_starts_at_zero_and_is_affine_in_the_example():
+    from probgen.nn.gan_nets import Critic
+
+    plain = Critic((3,), hidden=())
+    critic = Critic((3,), hidden=(), cond_dim=2)
+    x, c = torch.randn(5, 3), torch.nn.functional.one_hot(torch.arange(5) % 2, 2).float()
+    assert torch.equal(critic(x, c), torch.zeros(5)) and torch.equal(plain(x), torch.zeros(5))  # no random verdict
+    for p in [*critic.parameters(), *plain.parameters()]:
+        torch.nn.init.normal_(p)
+    x2, a = torch.randn(5, 3), 0.3
+    for judge in (plain, lambda t: critic(t, c)):
+        assert torch.allclose(judge(a * x + (1 - a) * x2), a * judge(x) + (1 - a) * judge(x2), atol=1e-5)
+    # with one-hot conditions it is one linear function of x per class, the projection alone (no shared head)
+    assert critic.head is None and plain.head is not None
+    expected = (critic.project.weight.T[c.argmax(1)] * x).sum(1)
+    assert torch.allclose(critic(x, c), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="hidden: a convolutional critic"):
+        Critic((1, 16, 16), hidden=())
+    with pytest.raises(ValueError, match="critic_hidden"):
+        GAN(data_shape=(2,), critic_hidden=(8, 0))
+
+
+def test_label_skip_adds_a_per_class_offset_that_starts_at_zero():
+    torch.manual_seed(0)
+    plain = ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(8,))
+    torch.manual_seed(0)
+    skip = ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(8,), label_skip=True, ema=0.9)
+    assert skip.generator.skip.weight.shape == (2, 3) and float(skip.generator.skip.weight.detach().abs().sum()) == 0
+    # the offset is the generator's (trained with it, averaged by its EMA copy); the critic reads one-hot labels
+    assert any(p is skip.generator.skip.weight for p in skip.generator_parameters())
+    assert skip.generator_ema.skip is not None and skip.critic_label_embedding is None
+    assert skip.critic.project.in_features == 3
+    # at the start the generator's samples equal those of the same net without the offset
+    skip.generator.net.load_state_dict(plain.generator.net.state_dict())
+    skip.label_embedding.load_state_dict(plain.label_embedding.state_dict())
+    y = torch.tensor([0, 1, 2, 1])
+    z = torch.randn(4, 8)
+    same = skip.generator(z, skip._condition(y)[0])
+    assert torch.allclose(same, plain.generator(z, plain._condition(y)[0]))
+    with torch.no_grad():
+        skip.generator.skip.weight[:, 1] = torch.tensor([5.0, -5.0])
+    moved = skip.generator(z, skip._condition(y)[0]) - same
+    assert torch.allclose(moved, torch.tensor([[0.0, 0.0], [5.0, -5.0], [0.0, 0.0], [5.0, -5.0]]))
+    with pytest.raises(ValueError, match="label_skip"):
+        ConditionalGAN(num_classes=3, label_skip="yes")
+
+
+def test_configs_saved_before_label_skip_load_without_it():
+    old = ConditionalGAN(num_classes=3, data_shape=(2,), hidden=(8,), minibatch_distance=False)
+    config = old.get_config()
+    del config["label_skip"]
+    new = ConditionalGAN.from_config(config)
+    assert not new.label_skip
+    new.load_state_dict(old.state_dict())  # strict: the same nets

@@ -200,6 +200,21 @@ def test_log_prob_gap_and_membership_inference_catch_overfit_likelihood():
         log_prob_gap(object(), train, holdout)
 
 
+def test_a_random_likelihood_estimate_is_drawn_under_the_seed():
+    """A VAE's log_prob is a random ELBO estimate: the report draws it under its seed, so it repeats,
+    and another seed draws another estimate."""
+    x = (torch.rand(120, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    vae = probgen.models.VAE(latent_dim=2, hidden=(8,))
+    vae.fit(x[:60], steps=5, batch_size=30, seed=0, progress=False)
+    runs = [log_prob_gap(vae, x[:60], x[60:], seed=s)["gap"] for s in (0, 0, 1)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    log_prob_gap(vae, x[:60], x[60:], seed=0)
+    assert torch.equal(torch.rand(1), before)  # the caller's random state is left as it was
+
+
 def test_memorization_functions_agree_with_sklearn_neighbors():
     from probgen.bench.quality import _memorization_reference
 

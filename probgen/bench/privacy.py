@@ -35,9 +35,14 @@ learning rate, and the smallest private part that still learns:
   TSTR 0.29 at epsilon 1 against 0.72 now (PRV; the accountant alone moved a neighbouring setting
   from 0.61 to 0.64); non-private 0.82 before, 0.81 now.
 - DP-GAN: the critic learns 20 times faster than the generator (critic lr 0.01, generator lr
-  5e-4; the generator reads no record, only the private critic); digits: 300 critic steps of an
-  expected 22% of the members, breast cancer: 100 of 83%. Each GAN is built under its seed (its
-  initial weights are drawn then).
+  5e-4; the generator reads no record, only the private critic). Breast cancer: an MLP critic,
+  100 critic steps of an expected 83% of the members. Digits: ``ConditionalGAN(label_skip=True,
+  critic_hidden=())``, a linear critic that reads the labels one-hot (one linear function of the
+  image per class, 640 weights, zero at the start, no shared head) and a generator with a learned
+  offset per class, averaged by an EMA (0.99); 150 critic steps of an expected 44%. The MLP critic
+  (5,400 weights) drowned in the noise: validation TSTR at epsilon 1 / 3 / inf went from 0.194 /
+  0.436 / 0.688 (MLP critic, 300 steps of 22%) to 0.598 / 0.647 / 0.705 (3 seeds). Each GAN is
+  built under its seed (its initial weights are drawn then).
 
 The bench also measures the optional DWT-DCT watermark's detection rate after common
 edits (``probgen.responsible.watermark.detection_rates``).
@@ -131,8 +136,8 @@ def _vae_case(eps: float, seed: int, quick: bool) -> dict:
 
 
 def _gan_case(data, eps: float, seed: int, quick: bool, steps: int, batch: float, hidden=(64,), lr=5e-4,
-              critic_lr=1e-2) -> dict:
-    """``batch``: the expected batch as a fraction of the members."""
+              critic_lr=1e-2, **model: object) -> dict:
+    """``batch``: the expected batch as a fraction of the members; ``model``: more ConditionalGAN options."""
     import probgen
 
     members, holdout, test = data(seed)
@@ -141,7 +146,7 @@ def _gan_case(data, eps: float, seed: int, quick: bool, steps: int, batch: float
     k = int(members[1].max()) + 1
     with seeded(seed):  # the GAN draws its initial weights when built (the VAE builds inside fit, seeded)
         gan = probgen.models.ConditionalGAN(num_classes=k, data_shape=(d,), latent_dim=8, hidden=hidden,
-                                            minibatch_distance=False)  # not with private training
+                                            minibatch_distance=False, **model)  # no minibatch distance: private
     r = gan.fit((flat(members[0]), members[1]), steps=10 if quick else steps, batch_size=round(batch * len(members[0])),
                 lr=lr, critic_lr=critic_lr, seed=seed, progress=False, privacy=_privacy(eps))
     n = 100 if quick else 2000
@@ -178,7 +183,8 @@ def run(quick: bool = False, device: str = "cpu") -> Report:
     epsilons = (3.0, math.inf) if quick else EPSILONS
     cases = {
         "digits cVAE (svi)": lambda e, s: _vae_case(e, s, quick),
-        "digits cGAN (DP critic)": lambda e, s: _gan_case(_digits, e, s, quick, steps=300, batch=0.22),
+        "digits cGAN (DP critic)": lambda e, s: _gan_case(_digits, e, s, quick, steps=150, batch=0.44,
+                                                          critic_hidden=(), label_skip=True, ema=0.99),
         "breast cancer cGAN (DP critic)": lambda e, s: _gan_case(_cancer, e, s, quick, steps=100, batch=0.83,
                                                                  hidden=(32,)),
     }

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.random import seeded
 from ._common import as_samples, check_count, embed_sets, exact_distances, knn_distances, pairwise_blocks, subsample
 
 
@@ -198,7 +199,8 @@ def log_prob_gap(model: Any, train: Any, holdout: Any, *, seed: int = 0, max_sam
 
     Overfitted models score their training data much higher than unseen data; a
     gap near 0 (relative to the spread of ``log_prob``) means no overfitting.
-    ``log_prob_kind`` tells whether the values are exact, a bound or an estimate.
+    ``log_prob_kind`` tells whether the values are exact, a bound or an estimate; a
+    random estimate (a VAE's ELBO) is drawn under ``seed``, so a report repeats exactly.
 
     Returns ``dict(train, holdout, gap, kind)`` (plus the per-row values under
     private keys for ``membership_inference_auc``).
@@ -223,7 +225,7 @@ def log_prob_gap(model: Any, train: Any, holdout: Any, *, seed: int = 0, max_sam
             t = as_samples(t, "log_prob_gap", name).float()
             check_count(t, 1, "log_prob_gap", name)
             t = subsample(t, max_samples, seed)
-        with torch.no_grad():
+        with seeded(seed), torch.no_grad():
             lp = model.log_prob(t)
         lp = torch.as_tensor(lp).double().reshape(-1)
         if not torch.isfinite(lp).all():

@@ -91,7 +91,8 @@ class GAN(Model):
             ``(C, H, W)`` for images (convolutional nets, outputs in [0, 1]).
         latent_dim: size of z.
         hidden: hidden sizes of the MLPs, or channels of the convolutional nets.
-        critic_hidden: the critic's (default: ``hidden``).
+        critic_hidden: the critic's (default: ``hidden``); ``()`` for vector data: a linear critic
+            (it compares means only; few weights, for private training).
         objective: ``"non_saturating"`` (Goodfellow), ``"hinge"`` (Lim & Ye) or
             ``"wgan_gp"`` (Gulrajani et al.).
         spectral_norm: spectral normalisation of every critic layer (Miyato et al. 2018).
@@ -190,6 +191,9 @@ class GAN(Model):
         hidden = tuple(int(h) for h in hidden)
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden: expected positive layer sizes, got {hidden}")
+        critic_hidden = hidden if critic_hidden is None else tuple(int(h) for h in critic_hidden)
+        if critic_hidden and min(critic_hidden) < 1:
+            raise ValueError(f"critic_hidden: expected positive layer sizes, or () for a linear critic; got {critic_hidden}")
         self.latent_dim, self.pack, self.ema = int(latent_dim), int(pack), ema
         self.gp_weight, self.r1_weight = float(gp_weight), float(r1_weight)
         self.is_image = len(self.data_shape) == 3
@@ -199,8 +203,9 @@ class GAN(Model):
                                     if self.components > 1 else None)
         self.generator = Generator(self.latent_dim, self.data_shape, hidden,
                                    cond_dim + (_COMPONENT_DIM if self.components > 1 else 0),
-                                   out_act="sigmoid" if self.is_image else None, architecture=architecture)
-        self.critic = Critic(self.data_shape, tuple(critic_hidden or hidden), pack=self.pack, cond_dim=cond_dim,
+                                   out_act="sigmoid" if self.is_image else None, architecture=architecture,
+                                   skip=self._skip_code())
+        self.critic = Critic(self.data_shape, critic_hidden, pack=self.pack, cond_dim=self._critic_cond_dim(),
                              spectral_norm=spectral_norm, fourier=int(fourier), fourier_scale=float(fourier_scale),
                              architecture=architecture, extra=int(minibatch_distance),
                              fourier_warmup=int(fourier_warmup))
@@ -214,12 +219,20 @@ class GAN(Model):
         self.register_buffer("encoder_fitted", torch.zeros((), dtype=torch.bool))
         # density-ratio classifier for discriminator rejection sampling (vector data, unconditional):
         # fitted after training by fit_rejection, used by sample(n, rejection=True)
-        self.ratio_critic = (Critic(self.data_shape, tuple(critic_hidden or hidden), fourier=_RATIO_FOURIER)
+        self.ratio_critic = (Critic(self.data_shape, critic_hidden or hidden, fourier=_RATIO_FOURIER)
                              if not self.is_image and cond_dim == 0 else None)
         self.register_buffer("ratio_max", torch.full((), math.nan))
 
     # ------------------------------------------------------- conditioning hooks
     def _cond_dim(self) -> int:
+        return 0
+
+    def _critic_cond_dim(self) -> int:
+        return self._cond_dim()
+
+    def _skip_code(self) -> int:
+        """Size of the one-hot code that ends the generator's condition vector and selects a learned
+        offset per class added to its output (0: none)."""
         return 0
 
     def _condition(self, *cond: torch.Tensor) -> tuple:
@@ -641,6 +654,10 @@ class ConditionalGAN(GAN):
         minibatch_distance: as for ``GAN``, within each class; on by default: a critic that judges one
             example at a time cannot see a class collapsed onto a few sharp images (``probgen bench
             gan-diversity``: per-class recall 0 without it on 8x8 digits).
+        label_skip: the generator also adds a learned offset per class to its output (a linear map
+            from the label embedding straight to the output, zero at the start), a short path for what
+            each class looks like (as ``VAE(label_skip=True)``); it helps private training, where the
+            generator learns from a noisy critic (``probgen bench privacy``).
         others: as for ``GAN``.
 
     Example:
@@ -658,8 +675,11 @@ class ConditionalGAN(GAN):
                  hidden: Sequence[int] = (128, 128), critic_hidden: Sequence[int] | None = None,
                  objective: str = "non_saturating", spectral_norm: bool = False, pack: int = 1, ema: float | None = None,
                  gp_weight: float = 10.0, r1_weight: float = 0.0, embed_dim: int = 16, diversity_weight: float = 0.0,
-                 minibatch_distance: bool = True):
+                 minibatch_distance: bool = True, label_skip: bool = False):
         check_positive("num_classes", num_classes, integer=True)
+        if not isinstance(label_skip, bool):
+            raise ValueError(f"label_skip: expected True or False, got {label_skip!r}")
+        self.label_skip = label_skip
         check_positive("embed_dim", embed_dim, integer=True)
         check_positive("diversity_weight", diversity_weight, strict=False)
         self.diversity_weight = float(diversity_weight)
@@ -667,18 +687,35 @@ class ConditionalGAN(GAN):
         super().__init__(data_shape, latent_dim, hidden, critic_hidden, objective, spectral_norm, pack, ema, gp_weight,
                          r1_weight, minibatch_distance=minibatch_distance)
         self.label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
-        self.critic_label_embedding = torch.nn.Embedding(self.num_classes, self.embed_dim)
+        # with label_skip the critic reads the labels one-hot: its projection is a table of one vector
+        # per class (Miyato & Koyama's form), for a linear critic a linear function of x per class
+        self.critic_label_embedding = (None if label_skip else
+                                       torch.nn.Embedding(self.num_classes, self.embed_dim))
 
     def _cond_dim(self) -> int:
         return self.embed_dim
 
+    def _skip_code(self) -> int:
+        return self.num_classes if self.label_skip else 0
+
+    def _critic_cond_dim(self) -> int:
+        return self.num_classes if self.label_skip else self.embed_dim
+
     def _condition(self, *cond: torch.Tensor) -> tuple:
         if len(cond) != 1:
             raise ValueError("y: the conditional GAN needs one label per example")
-        return (self.label_embedding(cond[0]),)
+        return (self._with_code(self.label_embedding(cond[0]), cond[0]),)
 
     def _critic_condition(self, *cond: torch.Tensor) -> tuple:
+        if self.label_skip:
+            return (F.one_hot(cond[0], self.num_classes).float(),)
         return (self.critic_label_embedding(cond[0]),)
+
+    def _with_code(self, embedded: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The condition vector: the label embedding, then (``label_skip``) the labels one-hot."""
+        if not self.label_skip:
+            return embedded
+        return torch.cat([embedded, F.one_hot(labels, self.num_classes).to(embedded.dtype)], 1)
 
     def _groups(self, *cond: torch.Tensor) -> torch.Tensor:
         return cond[0]
