@@ -1,7 +1,8 @@
 """Every registered family honours the one interface (DESIGN.md, "One interface").
 
 For each family's tiny contract case: it fits, samples the asked-for number of
-examples reproducibly from a seed, declares its ``log_prob_kind`` (or raises the
+examples reproducibly from a seed (a second copy built from another random state and fitted with
+the same seed gives the same samples), declares its ``log_prob_kind`` (or raises the
 documented error naming what to use instead), scores, and survives
 ``probgen.save`` -> ``probgen.load`` with identical samples.
 """
@@ -67,6 +68,10 @@ def test_family_contract(family, tmp_path):
     again = model.sample(4, seed=0, **case.sample_kwargs)
     assert _length(first) == 4
     assert _same(first, again), "the same seed must give the same samples"
+    torch.rand(17)  # another global random state: the fit's seed alone must fix the result
+    twin = cls._contract_case().model
+    twin.fit(case.data, progress=False, seed=0, **case.fit_options)
+    assert _same(twin.sample(4, seed=0, **case.sample_kwargs), first), "fit(seed=) must fix the initial weights too"
 
     probe = case.log_prob_data if case.log_prob_data is not None else case.data
     n_probe = _length(probe[0] if isinstance(probe, tuple) else probe)

@@ -54,14 +54,20 @@ def test_image_gan_shapes_range_and_seeds():
     a, b, c = gan.sample(5, seed=0), gan.sample(5, seed=0), gan.sample(5, seed=1)
     assert a.shape == (5, 1, 8, 8) and 0 <= float(a.min()) and float(a.max()) <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
-    again = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), objective="hinge", spectral_norm=True)
+    build = lambda: GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), objective="hinge", spectral_norm=True)  # noqa: E731
+    again = build()
     torch.manual_seed(123)
-    gan2 = GAN(data_shape=(1, 8, 8), latent_dim=4, hidden=(8, 4), objective="hinge", spectral_norm=True)
-    gan2.load_state_dict(again.state_dict())
-    # same seed, same init -> same fit
+    other = build()  # other initial weights, which fit's seed re-draws: the same seed gives the same fit
+    assert not torch.equal(again.generator.net[0].weight, other.generator.net[0].weight)
     again.fit(x, steps=3, batch_size=64, progress=False, seed=5)
-    gan2.fit(x, steps=3, batch_size=64, progress=False, seed=5)
-    assert torch.equal(again.sample(3, seed=0), gan2.sample(3, seed=0))
+    other.fit(x, steps=3, batch_size=64, progress=False, seed=5)
+    assert torch.equal(again.sample(3, seed=0), other.sample(3, seed=0))
+    mine = build()
+    mine.load_state_dict(build().state_dict())  # weights set by hand are kept, not re-drawn
+    kept = mine.generator.net[0].weight.detach().clone()
+    assert not mine.seed_initial_weights(5) and torch.equal(mine.generator.net[0].weight, kept)
+    mine.fit(x, steps=3, batch_size=64, progress=False, seed=5)
+    assert not torch.equal(mine.sample(3, seed=0), again.sample(3, seed=0))
 
 
 def test_generator_is_a_pyro_model():

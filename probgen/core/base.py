@@ -6,6 +6,7 @@ __all__ = ["Model", "ContractCase", "NoLikelihoodError", "NotFittedError"]
 
 import contextlib
 import functools
+import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -150,6 +151,32 @@ class Model(torch.nn.Module):
         full = getattr(self, "_num_data", None) or batch_size
         return pyro.plate(name, size=max(full, batch_size), subsample=torch.arange(batch_size, device=device or self.device))
 
+    def seed_initial_weights(self, seed: int) -> bool:
+        """Re-draw the weights the constructor drew, under ``seed``, if they are still untouched.
+
+        Families that build networks in their constructor draw initial weights from the global random
+        state there. ``fit(..., seed=s)`` calls this first, so that the seed fixes the whole result:
+        the weights become those the constructor draws right after ``probgen.seeded(s)``. Weights that
+        were fitted, loaded or edited since construction are kept (returns ``False``). The global random
+        state is left as it was.
+
+        Example:
+            >>> import torch, probgen
+            >>> a = probgen.models.GAN(data_shape=(2,), hidden=(4,))
+            >>> b = probgen.models.GAN(data_shape=(2,), hidden=(4,))  # other random weights
+            >>> a.seed_initial_weights(3), b.seed_initial_weights(3)
+            (True, True)
+            >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+            True
+        """
+        if self.__dict__.get("_initial_fingerprint") != _state_fingerprint(self):
+            return False
+        with seeded(seed):
+            fresh = type(self).from_config(self.get_config())
+        self.load_state_dict(fresh.state_dict())
+        object.__setattr__(self, "_initial_fingerprint", fresh.__dict__.get("_initial_fingerprint"))
+        return True
+
     def _require_fitted(self, what: str, ready: bool, hint: str = "call fit(data) first") -> None:
         """Raise ``NotFittedError`` naming ``what`` was asked for unless ``ready``.
 
@@ -241,8 +268,21 @@ def _recording_init(init):
                     config[name] = value
             object.__setattr__(self, "_config", config)
         init(self, *args, **kwargs)
+        if outermost:  # the weights as construction drew them (see Model.seed_initial_weights)
+            object.__setattr__(self, "_initial_fingerprint", _state_fingerprint(self))
 
     return wrapped
+
+
+def _state_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of every tensor in ``module.state_dict()`` (names, shapes, dtypes and bytes)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, value in module.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}{tuple(value.shape)}{value.dtype}".encode())
+            digest.update(value.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _jsonable(value: Any) -> bool:

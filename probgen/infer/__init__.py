@@ -104,6 +104,8 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
         from .privacy import check_engine
 
         check_engine(model, name, options.get("distributed"))
+    if options.get("seed") is not None:  # the seed fixes the initial weights too, unless fitted or set
+        model.seed_initial_weights(options["seed"])
     if options.get("distributed") and not world().active:
         result = fit_distributed(model, data, inference=name, **options)
         warn_if_untrusted(result)
