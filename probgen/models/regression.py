@@ -15,6 +15,7 @@ from torch.distributions import constraints
 
 from ..core.base import ContractCase, Model
 from ..core.checks import as_tensor, check_positive
+from ..core.random import seeded
 from ..core.rows import require_examples
 
 
@@ -143,9 +144,10 @@ class BayesianLinearRegression(Model, PyroModule):
         mean = w @ x.T + b[:, None]
         return mean + s[:, None] * torch.randn_like(mean)
 
-    def log_prob(self, data: Any, num_draws: int = 256) -> torch.Tensor:
+    def log_prob(self, data: Any, num_draws: int = 256, seed: int | None = None) -> torch.Tensor:
+        """``log p(y | x)`` averaged over ``num_draws`` posterior draws (an estimate), drawn under ``seed``."""
         x, y = (t.to(self.device) for t in self.prepare_data(data, allow_empty=True))
-        with torch.no_grad():
+        with seeded(seed), torch.no_grad():
             w, b, s = self.posterior_draws(num_draws)
             lp = dist.Normal(w @ x.T + b[:, None], s[:, None]).log_prob(y)
         return torch.logsumexp(lp, 0) - math.log(num_draws)

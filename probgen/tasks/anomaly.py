@@ -574,26 +574,28 @@ _SCORE_FUNCTIONS: dict[str, Callable] = {
 
 
 # ------------------------------------------------------- the simple helpers
-def anomaly_scores(model: Any, x: Any, **options: Any) -> torch.Tensor:
+def anomaly_scores(model: Any, x: Any, seed: int | None = 0, **options: Any) -> torch.Tensor:
     """``model.score(x, **options)`` as a 1-D tensor (higher = more anomalous).
 
     Works for every probgen family: reconstruction error for autoencoders, the
     negative ELBO (or IWAE bound with ``num_particles=k``) for VAEs, -log p(x) for
-    exact-likelihood models. ``AnomalyDetector`` adds thresholds, per-family scores
-    and corrections.
+    exact-likelihood models. A random score (a VAE's ELBO draws) is drawn under
+    ``seed``, so it repeats (``None``: the global random state). ``AnomalyDetector``
+    adds thresholds, per-family scores and corrections.
     """
     if not hasattr(model, "score"):
         raise ValueError(f"model: expected a model with score(x), got {type(model).__name__}")
-    s = torch.as_tensor(model.score(x, **options)).detach().reshape(-1).cpu()
+    with seeded(seed):
+        s = torch.as_tensor(model.score(x, **options)).detach().reshape(-1).cpu()
     if not torch.all(torch.isfinite(s)):
         raise ValueError("model.score returned non-finite values")
     return s
 
 
-def anomaly_auc(model: Any, normal: Any, anomalous: Any, **options: Any) -> float:
+def anomaly_auc(model: Any, normal: Any, anomalous: Any, seed: int | None = 0, **options: Any) -> float:
     """ROC AUC of separating ``anomalous`` from ``normal`` examples by ``model.score``.
 
-    0.5 is chance, 1.0 perfect.
+    0.5 is chance, 1.0 perfect. Random scores are drawn under ``seed`` (see ``anomaly_scores``).
 
     Example:
         >>> import torch, probgen
@@ -605,7 +607,8 @@ def anomaly_auc(model: Any, normal: Any, anomalous: Any, **options: Any) -> floa
     """
     from sklearn.metrics import roc_auc_score
 
-    s_normal, s_anomalous = anomaly_scores(model, normal, **options), anomaly_scores(model, anomalous, **options)
+    s_normal = anomaly_scores(model, normal, seed=seed, **options)
+    s_anomalous = anomaly_scores(model, anomalous, seed=seed, **options)
     if not len(s_normal) or not len(s_anomalous):
         raise ValueError("normal, anomalous: expected at least one example each")
     labels = np.r_[np.zeros(len(s_normal)), np.ones(len(s_anomalous))]
