@@ -279,7 +279,8 @@ def _state_fingerprint(module: torch.nn.Module) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for name, value in module.state_dict().items():
         if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().contiguous().reshape(-1)
+            value = value.detach().cpu()
+            value = (value.to_dense() if value.layout != torch.strided else value).contiguous().reshape(-1)
             digest.update(f"{name}{tuple(value.shape)}{value.dtype}".encode())
             digest.update(value.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

@@ -654,10 +654,12 @@ class ConditionalGAN(GAN):
         minibatch_distance: as for ``GAN``, within each class; on by default: a critic that judges one
             example at a time cannot see a class collapsed onto a few sharp images (``probgen bench
             gan-diversity``: per-class recall 0 without it on 8x8 digits).
-        label_skip: the generator also adds a learned offset per class to its output (a linear map
-            from the label embedding straight to the output, zero at the start), a short path for what
-            each class looks like (as ``VAE(label_skip=True)``); it helps private training, where the
-            generator learns from a noisy critic (``probgen bench privacy``).
+        label_skip: the generator also adds a learned offset per class to its output (a table of one
+            output-sized vector per label, zero at the start), a short path for what each class looks
+            like (as ``VAE(label_skip=True)``), and the critic reads the labels one-hot (its projection
+            then holds one vector per class, Miyato & Koyama's form) instead of a learned embedding. With
+            ``critic_hidden=()`` this is the DP-GAN of ``probgen bench privacy``: a generator that learns
+            from a noisy private critic needs the class means fast, and a linear critic has few weights.
         others: as for ``GAN``.
 
     Example:
