@@ -157,8 +157,8 @@ class Model(torch.nn.Module):
         Families that build networks in their constructor draw initial weights from the global random
         state there. ``fit(..., seed=s)`` calls this first, so that the seed fixes the whole result:
         the weights become those the constructor draws right after ``probgen.seeded(s)``. Weights that
-        were fitted, loaded or edited since construction are kept (returns ``False``). The global random
-        state is left as it was.
+        were fitted, loaded or edited since construction are kept, and a constructor that drew nothing
+        at random is not run again (both return ``False``). The global random state is left as it was.
 
         Example:
             >>> import torch, probgen
@@ -169,7 +169,8 @@ class Model(torch.nn.Module):
             >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
             True
         """
-        if self.__dict__.get("_initial_fingerprint") != _state_fingerprint(self):
+        start = self.__dict__.get("_initial_fingerprint")
+        if start is None or start != _state_fingerprint(self):  # drew nothing at random, or touched since
             return False
         with seeded(seed):
             fresh = type(self).from_config(self.get_config())
@@ -267,11 +268,29 @@ def _recording_init(init):
                 elif kind is not inspect.Parameter.VAR_POSITIONAL:
                     config[name] = value
             object.__setattr__(self, "_config", config)
+            before = _random_states()
         init(self, *args, **kwargs)
         if outermost:  # the weights as construction drew them (see Model.seed_initial_weights)
-            object.__setattr__(self, "_initial_fingerprint", _state_fingerprint(self))
+            drew = not _same_random_states(before, _random_states())
+            object.__setattr__(self, "_initial_fingerprint", _state_fingerprint(self) if drew else None)
 
     return wrapped
+
+
+def _random_states() -> tuple:
+    """The global random states a constructor may draw from (torch's CPU generator, numpy's, Python's)."""
+    import random
+
+    import numpy as np
+
+    return torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _same_random_states(a: tuple, b: tuple) -> bool:
+    import numpy as np
+
+    same_numpy = a[1][0] == b[1][0] and np.array_equal(a[1][1], b[1][1]) and a[1][2:] == b[1][2:]
+    return torch.equal(a[0], b[0]) and same_numpy and a[2] == b[2]
 
 
 def _state_fingerprint(module: torch.nn.Module) -> str:
