@@ -178,6 +178,10 @@ class Model(torch.nn.Module):
         object.__setattr__(self, "_initial_fingerprint", fresh.__dict__.get("_initial_fingerprint"))
         return True
 
+    def _forget_initial_weights(self) -> None:
+        """After a fit the weights are no longer the constructor's: later fits keep them without hashing."""
+        object.__setattr__(self, "_initial_fingerprint", None)
+
     def _require_fitted(self, what: str, ready: bool, hint: str = "call fit(data) first") -> None:
         """Raise ``NotFittedError`` naming ``what`` was asked for unless ``ready``.
 

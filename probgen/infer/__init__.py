@@ -108,11 +108,13 @@ def run(model: Model, data: Any, inference: str | None = None, **options: Any) -
         model.seed_initial_weights(options["seed"])
     if options.get("distributed") and not world().active:
         result = fit_distributed(model, data, inference=name, **options)
+        model._forget_initial_weights()
         warn_if_untrusted(result)
         return result
     start = time.perf_counter()
     own = cls.own_engines.get(name)
     result = getattr(model, own)(data, **options) if own is not None else ENGINES[name].fit(model, data, **options)
+    model._forget_initial_weights()
     if not isinstance(result, FitResult):
         result = FitResult(model=model, engine=name, info=dict(result or {}))
     if options.get("privacy") is not None and "privacy" not in result.info:
