@@ -9,9 +9,11 @@ import functools
 import hashlib
 import inspect
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
+import numpy as np
 import pyro
 import torch
 
@@ -283,16 +285,10 @@ def _recording_init(init):
 
 def _random_states() -> tuple:
     """The global random states a constructor may draw from (torch's CPU generator, numpy's, Python's)."""
-    import random
-
-    import numpy as np
-
     return torch.random.get_rng_state(), np.random.get_state(), random.getstate()
 
 
 def _same_random_states(a: tuple, b: tuple) -> bool:
-    import numpy as np
-
     same_numpy = a[1][0] == b[1][0] and np.array_equal(a[1][1], b[1][1]) and a[1][2:] == b[1][2:]
     return torch.equal(a[0], b[0]) and same_numpy and a[2] == b[2]
 

@@ -710,14 +710,17 @@ class ConditionalGAN(GAN):
 
     def _critic_condition(self, *cond: torch.Tensor) -> tuple:
         if self.label_skip:
-            return (F.one_hot(cond[0], self.num_classes).float(),)
+            return (self._one_hot(cond[0]),)
         return (self.critic_label_embedding(cond[0]),)
 
     def _with_code(self, embedded: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The condition vector: the label embedding, then (``label_skip``) the labels one-hot."""
         if not self.label_skip:
             return embedded
-        return torch.cat([embedded, F.one_hot(labels, self.num_classes).to(embedded.dtype)], 1)
+        return torch.cat([embedded, self._one_hot(labels)], 1)
+
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.num_classes).float()
 
     def _groups(self, *cond: torch.Tensor) -> torch.Tensor:
         return cond[0]
